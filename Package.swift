@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "umsd",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "umsd", targets: ["umsd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // Pure protocol core: no syscalls, exhaustively unit-tested.
+        .target(name: "USBDescriptors"),
+        .target(name: "BulkOnly"),
+        .target(name: "SCSI"),
+
+        // C modules: system libraries and a tiny shim for what Swift cannot import.
+        .systemLibrary(name: "CLibAIO", path: "Sources/CLibAIO"),
+        .systemLibrary(name: "CUSBGX", path: "Sources/CUSBGX", pkgConfig: "libusbgx",
+                       providers: [.apt(["libusbgx-dev", "libconfig-dev"])]),
+        .target(name: "CFunctionFSShim"),
+
+        // Thin I/O layer: owns the syscalls.
+        .target(name: "FunctionFS", dependencies: ["CLibAIO", "CFunctionFSShim", "USBDescriptors"]),
+        .target(name: "Backing"),
+        .target(name: "Gadget", dependencies: ["CUSBGX"]),
+
+        // The service: one Bulk-Only function serving SCSI LUNs over FunctionFS.
+        .target(
+            name: "MassStorage",
+            dependencies: [
+                "BulkOnly", "SCSI", "USBDescriptors", "FunctionFS", "Backing", "Gadget", "CLibAIO",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "umsd",
+            dependencies: [
+                "MassStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "USBDescriptorsTests", dependencies: ["USBDescriptors"]),
+        .testTarget(name: "BulkOnlyTests", dependencies: ["BulkOnly"]),
+        .testTarget(name: "SCSITests", dependencies: ["SCSI"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

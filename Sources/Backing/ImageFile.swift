@@ -1,0 +1,96 @@
+import Glibc
+
+/// Why an image cannot be served, in words an operator can act on.
+public struct ImageError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// An image file (or block device) backing one LUN.
+///
+/// Reads beyond the end of the file return zeros, so an image whose size is not a whole number of blocks reads
+/// as if padded. A writable image is locked exclusively and a read-only one shared (flock), so two servers
+/// can never write one image at once.
+public final class ImageFile {
+    public let path: String
+    public let readOnly: Bool
+    public let size: UInt64
+    private let fd: Int32
+
+    /// The corresponding C calls are `open`, `fstat` and `flock`.
+    public init(path: String, readOnly: Bool) throws(ImageError) {
+        self.path = path
+        self.readOnly = readOnly
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw ImageError("The image \(path) does not exist: \(lastError()).") }
+        let kind = status.st_mode & S_IFMT
+        guard kind == S_IFREG || kind == S_IFBLK else {
+            throw ImageError("The image \(path) is not a regular file or block device.")
+        }
+        let descriptor = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw ImageError("The image \(path) cannot be opened \(readOnly ? "for reading" : "for writing"): \(lastError()).")
+        }
+        guard flock(descriptor, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw ImageError("The image \(path) is in use by another program (it holds a lock on it).")
+        }
+        var size: UInt64 = UInt64(status.st_size)
+        if kind == S_IFBLK {
+            // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
+            var bytes: UInt64 = 0
+            if ioctl(descriptor, 0x8008_1272, &bytes) == 0 { size = bytes }
+        }
+        guard size > 0 else {
+            close(descriptor)
+            throw ImageError("The image \(path) is empty.")
+        }
+        self.size = size
+        fd = descriptor
+        // The host reads images front to back most of the time (installers, dd, file copies).
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+    }
+
+    deinit { close(fd) }
+
+    /// Fills `buffer` from `offset`, zero past the end of the file. Throws only on an I/O error.
+    /// The corresponding C call is `pread`.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(ImageError) {
+        var done = 0
+        while done < buffer.count {
+            let position = offset + UInt64(done)
+            if position >= size { break }
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(position))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ImageError("Reading \(path) at \(position) failed: \(lastError()).")
+            }
+            if n == 0 { break }
+            done += n
+        }
+        if done < buffer.count {
+            // The buffer pointer is valid for buffer.count bytes; only the unfilled tail is cleared.
+            (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
+        }
+    }
+
+    /// Writes `buffer` at `offset`. The corresponding C call is `pwrite`.
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(ImageError) {
+        var done = 0
+        while done < buffer.count {
+            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + UInt64(done)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ImageError("Writing \(path) at \(offset + UInt64(done)) failed: \(lastError()).")
+            }
+            done += n
+        }
+    }
+
+    /// Makes written data durable. The corresponding C call is `fdatasync`.
+    public func synchronize() throws(ImageError) {
+        guard fdatasync(fd) == 0 else { throw ImageError("Synchronizing \(path) failed: \(lastError()).") }
+    }
+}
+
+private func lastError() -> String { String(cString: strerror(errno)) }

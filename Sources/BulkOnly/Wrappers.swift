@@ -1,0 +1,149 @@
+/// A Command Block Wrapper (BOT 1.0 §5.1): 31 bytes, little-endian, signature "USBC".
+public struct CBW: Sendable, Equatable {
+    public static let size = 31
+    public static let signature: UInt32 = 0x4342_5355
+
+    public var tag: UInt32
+    public var dataTransferLength: UInt32
+    /// bmCBWFlags; bit 7 set means data-in (device to host), bits 6..0 are reserved.
+    public var flags: UInt8
+    /// bCBWLUN as received: bits 3..0 are the LUN, bits 7..4 reserved.
+    public var lunField: UInt8
+    /// bCBWCBLength as received: bits 4..0 are the length, bits 7..5 reserved.
+    public var commandBlockLengthField: UInt8
+    /// CBWCB: always 16 bytes; only the first `commandBlockLength` are meaningful.
+    public var commandBlock: [UInt8]
+
+    public init(
+        tag: UInt32, dataTransferLength: UInt32, flags: UInt8, lun: UInt8, commandBlock: [UInt8],
+        commandBlockLength: UInt8? = nil
+    ) {
+        self.tag = tag
+        self.dataTransferLength = dataTransferLength
+        self.flags = flags
+        self.lunField = lun
+        self.commandBlockLengthField = commandBlockLength ?? UInt8(commandBlock.count)
+        self.commandBlock = Array((commandBlock + Array(repeating: 0, count: 16)).prefix(16))
+    }
+
+    /// Decodes a CBW that is *valid* in the BOT sense (§6.2.1): exactly 31 bytes with the right signature.
+    /// Returns nil for anything else; whether it is also *meaningful* is `CBW.meaningfulness(maxLUN:)`.
+    public init?(_ bytes: some Collection<UInt8>) {
+        let b = Array(bytes)
+        guard b.count == Self.size else { return nil }
+        guard le32(b, 0) == Self.signature else { return nil }
+        tag = le32(b, 4)
+        dataTransferLength = le32(b, 8)
+        flags = b[12]
+        lunField = b[13]
+        commandBlockLengthField = b[14]
+        commandBlock = Array(b[15..<31])
+    }
+
+    /// The wire bytes.
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.size)
+        putLE32(&out, Self.signature)
+        putLE32(&out, tag)
+        putLE32(&out, dataTransferLength)
+        out.append(flags)
+        out.append(lunField)
+        out.append(commandBlockLengthField)
+        out.append(contentsOf: commandBlock.prefix(16))
+        out.append(contentsOf: repeatElement(0, count: 16 - min(16, commandBlock.count)))
+        return out
+    }
+
+    public var lun: UInt8 { lunField & 0x0F }
+    public var commandBlockLength: Int { Int(commandBlockLengthField & 0x1F) }
+    public var isDataIn: Bool { flags & 0x80 != 0 }
+
+    /// The CDB bytes the host says it sent.
+    public var cdb: ArraySlice<UInt8> { commandBlock[0..<min(commandBlockLength, 16)] }
+
+    /// What the host expects from the data phase.
+    public var hostExpectation: DataPhase {
+        if dataTransferLength == 0 { return .none }
+        return isDataIn ? .toHost(Int(dataTransferLength)) : .fromHost(Int(dataTransferLength))
+    }
+
+    /// Why a valid CBW is not meaningful (BOT 1.0 §6.2.2), or nil when it is.
+    public func meaninglessness(maxLUN: UInt8) -> CBWDefect? {
+        if flags & 0x7F != 0 { return .reservedFlagBits }
+        if lunField & 0xF0 != 0 { return .reservedLUNBits }
+        if lun > maxLUN { return .unsupportedLUN }
+        if commandBlockLengthField & 0xE0 != 0 { return .reservedLengthBits }
+        if !(1...16).contains(commandBlockLength) { return .badCommandBlockLength }
+        return nil
+    }
+}
+
+/// Why a CBW was refused.
+public enum CBWDefect: String, Sendable, Equatable {
+    case wrongLength = "not 31 bytes"
+    case badSignature = "bad signature"
+    case reservedFlagBits = "reserved flag bits set"
+    case reservedLUNBits = "reserved LUN bits set"
+    case unsupportedLUN = "LUN not supported"
+    case reservedLengthBits = "reserved CB length bits set"
+    case badCommandBlockLength = "CB length not 1..16"
+}
+
+/// bCSWStatus (BOT 1.0 §5.2).
+public enum CSWStatus: UInt8, Sendable, Equatable {
+    case passed = 0
+    case failed = 1
+    case phaseError = 2
+}
+
+/// A Command Status Wrapper (BOT 1.0 §5.2): 13 bytes, signature "USBS".
+public struct CSW: Sendable, Equatable {
+    public static let size = 13
+    public static let signature: UInt32 = 0x5342_5355
+
+    public var tag: UInt32
+    public var dataResidue: UInt32
+    public var status: CSWStatus
+
+    public init(tag: UInt32, dataResidue: UInt32, status: CSWStatus) {
+        self.tag = tag
+        self.dataResidue = dataResidue
+        self.status = status
+    }
+
+    /// Decodes 13 bytes with the right signature and a defined status; nil otherwise (used by host-side tests).
+    public init?(_ bytes: some Collection<UInt8>) {
+        let b = Array(bytes)
+        guard b.count == Self.size, le32(b, 0) == Self.signature, let status = CSWStatus(rawValue: b[12]) else {
+            return nil
+        }
+        tag = le32(b, 4)
+        dataResidue = le32(b, 8)
+        self.status = status
+    }
+
+    /// Writes the 13 wire bytes through `write(offset, byte)`, so the I/O layer can fill a pinned buffer in place.
+    public func encode(into write: (Int, UInt8) -> Void) {
+        let words = [Self.signature, tag, dataResidue]
+        for (w, word) in words.enumerated() {
+            for i in 0..<4 { write(w * 4 + i, UInt8(truncatingIfNeeded: word >> UInt32(8 * i))) }
+        }
+        write(12, status.rawValue)
+    }
+
+    /// The wire bytes.
+    public var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: Self.size)
+        encode { out[$0] = $1 }
+        return out
+    }
+}
+
+private func le32(_ b: [UInt8], _ offset: Int) -> UInt32 {
+    UInt32(b[offset]) | UInt32(b[offset + 1]) << 8 | UInt32(b[offset + 2]) << 16 | UInt32(b[offset + 3]) << 24
+}
+
+private func putLE32(_ out: inout [UInt8], _ value: UInt32) {
+    for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: value >> UInt32(8 * i))) }
+}

@@ -1,0 +1,27 @@
+// What Swift cannot import from <linux/usb/functionfs.h>: the ioctl numbers are function-like macros.
+#ifndef UMSD_CFUNCTIONFS_SHIM_H
+#define UMSD_CFUNCTIONFS_SHIM_H
+
+// Linux event-loop headers Glibc's Swift module map does not cover.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/mount.h>
+#include <sys/file.h>
+#include <signal.h>
+
+/// FUNCTIONFS_FIFO_STATUS: bytes still unclaimed in an endpoint FIFO.
+extern const unsigned long umsd_functionfs_fifo_status;
+/// FUNCTIONFS_FIFO_FLUSH: discard what is unclaimed in an endpoint FIFO.
+extern const unsigned long umsd_functionfs_fifo_flush;
+/// FUNCTIONFS_CLEAR_HALT: clear an endpoint halt from the device side.
+extern const unsigned long umsd_functionfs_clear_halt;
+
+/// Size of `struct usb_functionfs_event` as the kernel writes it to ep0.
+extern const unsigned long umsd_functionfs_event_size;
+
+/// FUNCTIONFS_ENDPOINT_DESC: the endpoint descriptor in use for the current speed (0 on success, -1 + errno).
+int umsd_functionfs_endpoint_max_packet_size(int fd);
+
+#endif

@@ -1,0 +1,24 @@
+#include "CFunctionFSShim.h"
+
+#include <linux/usb/functionfs.h>
+#include <sys/ioctl.h>
+#include <asm/byteorder.h>
+#include <linux/usb/ch9.h>
+
+// The Swift side decodes events byte by byte from this layout: 8-byte setup packet, type, 3 pad bytes.
+_Static_assert(sizeof(struct usb_functionfs_event) == 12, "usb_functionfs_event layout changed");
+_Static_assert(sizeof(struct usb_ctrlrequest) == 8, "usb_ctrlrequest layout changed");
+
+const unsigned long umsd_functionfs_fifo_status = FUNCTIONFS_FIFO_STATUS;
+const unsigned long umsd_functionfs_fifo_flush = FUNCTIONFS_FIFO_FLUSH;
+const unsigned long umsd_functionfs_clear_halt = FUNCTIONFS_CLEAR_HALT;
+const unsigned long umsd_functionfs_event_size = sizeof(struct usb_functionfs_event);
+
+int umsd_functionfs_endpoint_max_packet_size(int fd) {
+    struct usb_endpoint_descriptor descriptor;
+    int result = ioctl(fd, FUNCTIONFS_ENDPOINT_DESC, &descriptor);
+    if (result < 0) {
+        return -1;
+    }
+    return __le16_to_cpu(descriptor.wMaxPacketSize) & 0x7FF;
+}

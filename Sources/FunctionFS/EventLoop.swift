@@ -1,0 +1,82 @@
+import CFunctionFSShim
+import Glibc
+
+/// One epoll set with the few descriptors the daemon waits on.
+public final class EventLoop {
+    private let epollFD: Int32
+
+    public init() throws(SystemError) {
+        epollFD = try check("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+    }
+
+    deinit { close(epollFD) }
+
+    /// Watches `fd` for readability; `token` comes back from `wait`.
+    public func watch(_ fd: Int32, token: UInt64) throws(SystemError) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = token
+        try check("epoll_ctl ADD") { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }
+    }
+
+    /// Blocks until at least one watched descriptor is readable; returns their tokens.
+    public func wait(timeoutMilliseconds: Int32 = -1) throws(SystemError) -> [UInt64] {
+        var events = [epoll_event](repeating: epoll_event(), count: 8)
+        let n = epoll_wait(epollFD, &events, Int32(events.count), timeoutMilliseconds)
+        if n < 0 {
+            if errno == EINTR { return [] }
+            throw SystemError("epoll_wait")
+        }
+        return events.prefix(Int(n)).map { $0.data.u64 }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP delivered as a readable descriptor instead of asynchronous handlers.
+public final class SignalDescriptor {
+    public let fd: Int32
+
+    public init(signals: [Int32]) throws(SystemError) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        // Blocked first, so the default action (terminate) never runs before the loop reads the signal.
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        fd = try check("signalfd") { signalfd(-1, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) }
+    }
+
+    deinit { close(fd) }
+
+    /// The signals received since the last call.
+    public func take() -> [Int32] {
+        var info = signalfd_siginfo()
+        var received: [Int32] = []
+        while read(fd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            received.append(Int32(info.ssi_signo))
+        }
+        return received
+    }
+}
+
+/// A periodic timer as a readable descriptor.
+public final class Timer {
+    public let fd: Int32
+
+    public init() throws(SystemError) {
+        fd = try check("timerfd_create") { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC)) }
+    }
+
+    deinit { close(fd) }
+
+    /// Fires every `milliseconds`, or never when nil.
+    public func schedule(everyMilliseconds milliseconds: Int?) {
+        let interval = timespec(tv_sec: 0, tv_nsec: (milliseconds ?? 0) * 1_000_000)
+        var spec = itimerspec(it_interval: interval, it_value: interval)
+        _ = timerfd_settime(fd, 0, &spec, nil)
+    }
+
+    /// Consumes the expirations so far.
+    public func acknowledge() {
+        var expirations: UInt64 = 0
+        _ = read(fd, &expirations, 8)
+    }
+}

@@ -1,0 +1,64 @@
+import CLibAIO
+import Glibc
+
+/// Preallocated, page-aligned transfer buffers, each pinned together with its own iocb until the kernel reports
+/// the transfer complete. Nothing is allocated per command.
+public final class TransferPool {
+    public let count: Int
+    public let bufferSize: Int
+    private let iocbs: UnsafeMutablePointer<iocb>
+    private let pointers: UnsafeMutablePointer<UnsafeMutablePointer<iocb>?>
+    private let memory: UnsafeMutableRawPointer
+    private var freeList: [Int]
+    /// Index of the first slot; tags carry `base + index` so several pools can share one AIO context.
+    public let base: Int
+
+    public init(count: Int, bufferSize: Int, base: Int = 0) {
+        self.count = count
+        self.bufferSize = bufferSize
+        self.base = base
+        iocbs = .allocate(capacity: count)
+        iocbs.initialize(repeating: iocb(), count: count)
+        pointers = .allocate(capacity: count)
+        pointers.initialize(repeating: nil, count: count)
+        // Page alignment keeps the buffers usable for O_DIRECT image I/O as well.
+        memory = UnsafeMutableRawPointer.allocate(byteCount: count * bufferSize, alignment: 4096)
+        freeList = Array((0..<count).reversed())
+        freeList.reserveCapacity(count)
+    }
+
+    deinit {
+        iocbs.deallocate()
+        pointers.deallocate()
+        memory.deallocate()
+    }
+
+    public var freeCount: Int { freeList.count }
+    public var inFlightCount: Int { count - freeList.count }
+
+    public func contains(tag: Int) -> Bool { tag >= base && tag < base + count }
+
+    /// Takes a free slot, or nil when all are in flight.
+    public func take() -> Int? { freeList.popLast() }
+
+    /// Returns a slot whose transfer has completed.
+    public func give(_ slot: Int) { freeList.append(slot) }
+
+    public func buffer(_ slot: Int) -> UnsafeMutableRawBufferPointer {
+        // The slot's region lies inside `memory`, which lives as long as the pool.
+        UnsafeMutableRawBufferPointer(start: memory + slot * bufferSize, count: bufferSize)
+    }
+
+    /// Prepares slot's iocb for a transfer of `length` bytes of its buffer on `fd` and returns a pointer to
+    /// hand to `AsyncIO.submit`. The iocb and buffer stay untouched until the completion is reaped.
+    public func prepare(_ slot: Int, fd: Int32, write: Bool, length: Int, offset: Int64 = 0, eventFD: Int32)
+        -> UnsafeMutablePointer<iocb>
+    {
+        let control = iocbs + slot
+        umsd_iocb_prepare(
+            control, fd, write ? 1 : 0, memory + slot * bufferSize, length, offset, eventFD, UInt64(base + slot))
+        return control
+    }
+
+    public func iocbPointer(_ slot: Int) -> UnsafeMutablePointer<iocb> { iocbs + slot }
+}

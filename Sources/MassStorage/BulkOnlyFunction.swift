@@ -1,0 +1,430 @@
+import Backing
+import CLibAIO
+import BulkOnly
+import FunctionFS
+import Logging
+import SCSI
+import USBDescriptors
+
+/// The Bulk-Only data path of one FunctionFS function: it turns ep0 events and AIO completions into work for the
+/// pure core (`BulkOnlyTransport`, `Target`) and carries out what they answer on the endpoints.
+///
+/// Every bulk transfer goes through libaio. The next CBW read is queued as soon as a command needs the OUT pipe no
+/// longer, and a CSW whose status is known goes out in the same `io_submit` as the last data.
+final class BulkOnlyFunction {
+    private let endpoints: FunctionFSEndpoints
+    private let aio: AsyncIO
+    private let images: [ImageFile?]
+    private var transport: BulkOnlyTransport
+    private(set) var target: Target
+    private let logger: Logger
+
+    /// CBW reads and CSW writes.
+    private let control: TransferPool
+    /// Data in both directions.
+    private let data: TransferPool
+    private var roles: [SlotRole]
+    private var generations: [UInt32]
+    private var generation: UInt32 = 0
+    private var batch: [UnsafeMutablePointer<iocb>?]
+
+    private var enabled = false
+    private var maxPacketSize = 512
+    private var cbwReadQueued = false
+    private var wantCBWRead = false
+    private var command: Command?
+    /// Asked to keep the bulk endpoints halted until a Bulk-Only reset (FunctionFS cannot wedge them).
+    var onAwaitingReset: ((Bool) -> Void)?
+
+    private enum SlotRole {
+        case idle, cbw, csw, dataIn(Int), dataOut(offset: Int, length: Int)
+    }
+
+    private struct Command {
+        let cbw: CBW
+        let lun: Int
+        let reply: Reply
+        let plan: TransferPlan
+        let started: UInt64
+        var failure: Sense?
+        var queued = 0
+        var completed = 0
+        /// Bytes sent to the host, or received and written to the medium.
+        var used = 0
+        var outstanding = 0
+        var cswQueued = false
+
+        var totalOut: Int { plan.receive + plan.discard }
+    }
+
+    init(endpoints: FunctionFSEndpoints, images: [ImageFile?], target: Target, transferSize: Int, depth: Int,
+         logger: Logger) throws(SystemError)
+    {
+        self.endpoints = endpoints
+        self.images = images
+        self.target = target
+        self.logger = logger
+        transport = BulkOnlyTransport(maxLUN: UInt8(target.units.count - 1))
+        control = TransferPool(count: 4, bufferSize: 4096, base: 0)
+        data = TransferPool(count: depth, bufferSize: transferSize, base: 4)
+        aio = try AsyncIO(depth: 4 + depth)
+        roles = Array(repeating: .idle, count: 4 + depth)
+        generations = Array(repeating: 0, count: 4 + depth)
+        batch = []
+        batch.reserveCapacity(4 + depth)
+    }
+
+    var completionFD: Int32 { aio.eventFD }
+
+    // MARK: ep0
+
+    func handle(_ event: FunctionFSEvent) {
+        switch event {
+        case .bind: logger.info("function bound to the gadget")
+        case .unbind: logger.info("function unbound")
+        case .enable:
+            abandonEverything()
+            enabled = true
+            maxPacketSize = endpoints.maxPacketSize() ?? 512
+            target.powerOnReset()
+            transport.disabled()
+            logger.info("host configured the device", metadata: ["maxPacket": "\(maxPacketSize)"])
+            requestCBWRead()
+            flush()
+        case .disable:
+            logger.info("host deconfigured the device (or the cable was pulled)")
+            enabled = false
+            abandonEverything()
+        case .suspend: logger.debug("bus suspended")
+        case .resume: logger.debug("bus resumed")
+        case .setup(let request): setup(request)
+        case .unknown(let type): logger.debug("unknown FunctionFS event \(type)")
+        }
+    }
+
+    private func setup(_ request: ControlRequest) {
+        do {
+            switch MassStorageClassRequest(request) {
+            case .getMaxLUN:
+                logger.debug("Get Max LUN -> \(transport.maxLUN)")
+                try endpoints.replyToSetup([transport.maxLUN])
+            case .reset:
+                logger.info("Bulk-Only Mass Storage Reset")
+                abandonEverything()
+                transport.reset()
+                // The status stage goes out only now, after the reset is done (delayed status, as f_mass_storage).
+                try endpoints.acknowledgeSetup()
+                if enabled {
+                    requestCBWRead()
+                    flush()
+                }
+            case nil:
+                logger.debug(
+                    "stalling unsupported control request",
+                    metadata: ["bmRequestType": "\(request.requestType)", "bRequest": "\(request.request)"])
+                endpoints.stallSetup(request)
+            }
+        } catch {
+            logger.warning("control request failed: \(error)")
+        }
+    }
+
+    /// Drops the command in flight and every queued transfer; late completions of the old generation are ignored.
+    private func abandonEverything() {
+        generation &+= 1
+        for tag in roles.indices {
+            if case .idle = roles[tag] { continue }
+            aio.cancel(pool(for: tag).iocbPointer(tag - pool(for: tag).base))
+        }
+        command = nil
+        cbwReadQueued = false
+        wantCBWRead = false
+        onAwaitingReset?(false)
+    }
+
+    /// Called periodically while a CBW was invalid: the host may have cleared the halts without a reset.
+    func reassertHalts() {
+        guard case .awaitingReset = transport.state else { return }
+        endpoints.haltIn()
+        endpoints.haltOut()
+    }
+
+    // MARK: completions
+
+    func reapCompletions() {
+        aio.reap { tag, result in complete(tag: Int(tag), result: result) }
+        advance()
+        flush()
+    }
+
+    private func pool(for tag: Int) -> TransferPool { control.contains(tag: tag) ? control : data }
+
+    private func release(_ tag: Int) {
+        roles[tag] = .idle
+        pool(for: tag).give(tag - pool(for: tag).base)
+    }
+
+    private func complete(tag: Int, result: Int) {
+        let role = roles[tag]
+        let current = generations[tag] == generation
+        let pool = pool(for: tag)
+        let slot = tag - pool.base
+        switch role {
+        case .idle:
+            logger.warning("completion for an idle transfer slot \(tag)")
+            return
+        case .cbw:
+            if current { cbwReadQueued = false }
+            guard current, result >= 0 else {
+                release(tag)
+                if current, result < 0 { logger.debug("CBW read ended: \(errnoName(-result))") }
+                return
+            }
+            let bytes = Array(UnsafeRawBufferPointer(rebasing: pool.buffer(slot)[0..<result]))
+            release(tag)
+            received(cbwBytes: bytes)
+        case .csw:
+            release(tag)
+            if current, result < 0 { logger.debug("CSW write ended: \(errnoName(-result))") }
+        case .dataIn(let length):
+            release(tag)
+            guard current, var cmd = command else { return }
+            cmd.outstanding -= 1
+            guard result >= 0 else { return abort(cmd, "data-in transfer failed: \(errnoName(-result))") }
+            cmd.completed += min(result, length)
+            cmd.used += min(result, length)
+            command = cmd
+        case .dataOut(let offset, let length):
+            guard current, var cmd = command else { return release(tag) }
+            cmd.outstanding -= 1
+            guard result >= 0 else {
+                release(tag)
+                return abort(cmd, "data-out transfer failed: \(errnoName(-result))")
+            }
+            guard result == length else {
+                release(tag)
+                // The host sent less than its CBW announced: later reads would swallow the next CBW.
+                abort(cmd, "host sent \(result) of \(length) bytes of a data-out transfer")
+                return protocolFailure()
+            }
+            if cmd.failure == nil, offset < cmd.plan.receive, case .write(let range, _) = cmd.reply,
+                let image = images[cmd.lun]
+            {
+                let useful = min(length, cmd.plan.receive - offset)
+                do {
+                    try image.write(UnsafeRawBufferPointer(rebasing: pool.buffer(slot)[0..<useful]),
+                                    at: range.byteOffset + UInt64(offset))
+                    cmd.used += useful
+                } catch {
+                    logger.error("\(error)")
+                    cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+                }
+            }
+            release(tag)
+            cmd.completed += length
+            command = cmd
+        }
+    }
+
+    private func abort(_ cmd: Command, _ why: String) {
+        logger.info("command abandoned: \(why)", metadata: ["tag": "\(cmd.cbw.tag)"])
+        command = nil
+    }
+
+    /// The host broke the protocol beyond what a CSW can report: stall until it resets us.
+    private func protocolFailure() {
+        _ = transport.received([])
+        endpoints.haltIn()
+        endpoints.haltOut()
+        onAwaitingReset?(true)
+    }
+
+    // MARK: commands
+
+    private func received(cbwBytes bytes: [UInt8]) {
+        switch transport.received(bytes) {
+        case .ignore:
+            return
+        case .stallUntilReset(let defect):
+            logger.info("invalid CBW (\(defect.rawValue), \(bytes.count) bytes): halting until reset")
+            endpoints.haltIn()
+            endpoints.haltOut()
+            onAwaitingReset?(true)
+        case .execute(let cbw):
+            start(cbw)
+        }
+    }
+
+    private func start(_ cbw: CBW) {
+        let lun = Int(cbw.lun)
+        let reply = target.execute(CDB(cbw.cdb), lun: lun)
+        let lengths = reply.dataLength
+        let device: DataPhase =
+            lengths.toHost > 0 ? .toHost(Int(lengths.toHost))
+            : lengths.fromHost > 0 ? .fromHost(Int(lengths.fromHost)) : .none
+        let plan = TransferPlan(host: cbw.hostExpectation, device: device)
+        var failure: Sense?
+        if case .checkCondition(let sense) = reply { failure = sense }
+        command = Command(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
+                          failure: failure)
+        if plan.receive + plan.discard == 0 && !plan.stallOut {
+            requestCBWRead()
+        }
+    }
+
+    /// Moves the command in flight forward as far as free slots and finished transfers allow.
+    private func advance() {
+        guard var cmd = command else { return }
+        defer { if !cmd.cswQueued { command = cmd } else { command = nil } }
+        let plan = cmd.plan
+        if plan.send > 0 {
+            while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
+                let length = min(data.bufferSize, plan.send - cmd.queued)
+                let buffer = UnsafeMutableRawBufferPointer(rebasing: data.buffer(slot)[0..<length])
+                if !fill(buffer, for: &cmd, at: cmd.queued) {
+                    data.give(slot)
+                    break
+                }
+                enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, write: true,
+                        length: length)
+                cmd.queued += length
+                cmd.outstanding += 1
+            }
+            let allQueued = cmd.queued == plan.send || cmd.failure != nil
+            if allQueued && !plan.stallIn && cmd.failure == nil {
+                queueCSW(&cmd)
+            } else if allQueued && cmd.outstanding == 0 {
+                // Halting with data still queued would fail (and USB forbids it): only once it has all gone.
+                endpoints.haltIn()
+                queueCSW(&cmd)
+            }
+        } else if cmd.totalOut > 0 {
+            while cmd.queued < cmd.totalOut, let slot = data.take() {
+                let length = min(data.bufferSize, cmd.totalOut - cmd.queued)
+                enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length),
+                        fd: endpoints.bulkOut, write: false, length: length)
+                cmd.queued += length
+                cmd.outstanding += 1
+                if cmd.queued == cmd.totalOut { requestCBWRead() }
+            }
+            if cmd.completed == cmd.totalOut {
+                if cmd.failure == nil, case .write(_, let fua) = cmd.reply, fua, let image = images[cmd.lun] {
+                    do { try image.synchronize() } catch {
+                        logger.error("\(error)")
+                        if case .write(let range, _) = cmd.reply {
+                            cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
+                        }
+                    }
+                }
+                queueCSW(&cmd)
+            }
+        } else {
+            if plan.stallIn { endpoints.haltIn() }
+            if plan.stallOut {
+                endpoints.haltOut()
+                requestCBWRead()
+            }
+            queueCSW(&cmd)
+        }
+    }
+
+    /// Copies the next piece of a data-in reply into `buffer`; false when the medium could not be read.
+    private func fill(_ buffer: UnsafeMutableRawBufferPointer, for cmd: inout Command, at offset: Int) -> Bool {
+        switch cmd.reply {
+        case .data(let bytes):
+            bytes.withUnsafeBytes { source in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<offset + buffer.count]))
+            }
+            return true
+        case .read(let range):
+            guard let image = images[cmd.lun] else { return false }
+            do {
+                try image.read(into: buffer, at: range.byteOffset + UInt64(offset))
+                return true
+            } catch {
+                logger.error("\(error)")
+                cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+                return false
+            }
+        default:
+            return false
+        }
+    }
+
+    private func queueCSW(_ cmd: inout Command) {
+        guard !cmd.cswQueued else { return }
+        let status: CSWStatus = cmd.plan.phaseError ? .phaseError : cmd.failure != nil ? .failed : .passed
+        let residue =
+            cmd.failure != nil && !cmd.plan.phaseError
+            ? UInt32(clamping: cmd.cbw.hostExpectation.length - cmd.used) : cmd.plan.residue
+        guard let csw = transport.finish(status: status, residue: residue), let slot = control.take() else {
+            logger.error("no CSW could be queued for tag \(cmd.cbw.tag)")
+            return
+        }
+        let buffer = control.buffer(slot)
+        csw.encode { buffer[$0] = $1 }
+        enqueue(pool: control, slot: slot, role: .csw, fd: endpoints.bulkIn, write: true, length: CSW.size)
+        cmd.cswQueued = true
+        trace(cmd, status: status, residue: residue)
+    }
+
+    private func requestCBWRead() {
+        wantCBWRead = true
+    }
+
+    private func enqueue(pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool, length: Int) {
+        let tag = pool.base + slot
+        roles[tag] = role
+        generations[tag] = generation
+        batch.append(pool.prepare(slot, fd: fd, write: write, length: length, eventFD: aio.eventFD))
+    }
+
+    /// Submits everything prepared since the last flush, the next CBW read last.
+    func flush() {
+        if wantCBWRead && !cbwReadQueued && enabled, case .idle = transport.state, let slot = control.take() {
+            wantCBWRead = false
+            cbwReadQueued = true
+            // A whole packet: a CBW of any other length must arrive as such to be recognised as invalid.
+            enqueue(pool: control, slot: slot, role: .cbw, fd: endpoints.bulkOut, write: false, length: maxPacketSize)
+        } else if wantCBWRead && cbwReadQueued {
+            wantCBWRead = false
+        }
+        guard !batch.isEmpty else { return }
+        var submitted = 0
+        batch.withUnsafeMutableBufferPointer { pointers in
+            while submitted < pointers.count {
+                do {
+                    submitted += try aio.submit(pointers.baseAddress! + submitted, count: pointers.count - submitted)
+                } catch {
+                    logger.error("\(error)")
+                    break
+                }
+            }
+        }
+        if submitted < batch.count {
+            // What the kernel refused will never complete: give the slots back and let the host's timeout and
+            // reset recovery start over.
+            for pointer in batch[submitted...] {
+                if let tag = pointer.map({ Int(bitPattern: $0.pointee.data) }) { release(tag) }
+            }
+            command = nil
+            cbwReadQueued = false
+        }
+        batch.removeAll(keepingCapacity: true)
+    }
+
+    private func trace(_ cmd: Command, status: CSWStatus, residue: UInt32) {
+        guard logger.logLevel <= .debug else { return }
+        let microseconds = (monotonicNanoseconds() - cmd.started) / 1000
+        var detail = ""
+        switch cmd.reply {
+        case .read(let range), .write(let range, _): detail = " lba=\(range.lba) blocks=\(range.blocks)"
+        case .data(let bytes): detail = " \(bytes.count) bytes"
+        default: break
+        }
+        let sense = cmd.failure.map { " sense=\($0)" } ?? ""
+        logger.debug(
+            "LUN \(cmd.lun) \(Opcode.name(of: cmd.cbw.cdb.first ?? 0))\(detail) -> \(status)\(sense) case=\(cmd.plan.caseNumber) residue=\(residue) \(microseconds)us"
+        )
+    }
+}

@@ -1,0 +1,9 @@
+import Glibc
+
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+func errnoName(_ code: Int) -> String { String(cString: strerror(Int32(code))) }

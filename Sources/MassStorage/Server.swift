@@ -1,0 +1,184 @@
+import Backing
+import FunctionFS
+import Gadget
+import Glibc
+import Logging
+import SCSI
+import USBDescriptors
+
+/// `umsd run`: one gadget, one Bulk-Only function, one LUN per image, served until SIGINT or SIGTERM.
+public final class Server {
+    private let configuration: ServerConfiguration
+    private let logger: Logger
+    private let images: [ImageFile]
+
+    /// Opens every image; nothing on the machine is changed yet.
+    public init(configuration: ServerConfiguration, logger: Logger) throws(ServerError) {
+        self.configuration = configuration
+        self.logger = logger
+        guard !configuration.luns.isEmpty else { throw ServerError("Give at least one image with --image.") }
+        guard configuration.luns.count <= 16 else { throw ServerError("At most 16 images can be served (BOT LUNs 0-15).") }
+        var images: [ImageFile] = []
+        for lun in configuration.luns {
+            if lun.type == .cdrom && !lun.readOnly {
+                throw ServerError("A CD/DVD image cannot be writable: drop --rw for \(lun.path), or serve it as a flash drive.")
+            }
+            do {
+                images.append(try ImageFile(path: lun.path, readOnly: lun.readOnly))
+            } catch {
+                throw ServerError(error.description)
+            }
+        }
+        self.images = images
+    }
+
+    /// Creates and binds the gadget, serves the host, and on SIGINT/SIGTERM removes every trace of it.
+    public func run() throws(ServerError) {
+        let controller = try Preflight.check(controller: configuration.controller)
+        let name = configuration.gadget.name
+        let mountPoint = "\(configuration.runDirectory)/\(name)"
+
+        let lock = try acquireLock("\(configuration.runDirectory)/\(name).lock", gadget: name)
+        defer { close(lock) }
+
+        let configFS: GadgetConfigFS
+        do {
+            configFS = try GadgetConfigFS()
+            // A previous umsd killed without cleaning up leaves its gadget bound and its FunctionFS mounted.
+            FunctionFSMount.unmount(mountPoint)
+            if try configFS.removeLeftover(named: name) {
+                logger.info("removed the gadget \(name) left over from an earlier run")
+            }
+        } catch {
+            throw ServerError(error.description)
+        }
+
+        let signals: SignalDescriptor
+        let loop: EventLoop
+        let timer: Timer
+        do {
+            signals = try SignalDescriptor(signals: [SIGINT, SIGTERM, SIGHUP])
+            loop = try EventLoop()
+            timer = try Timer()
+        } catch {
+            throw ServerError("The event loop could not be set up: \(error).")
+        }
+
+        let gadget: CreatedGadget
+        do {
+            gadget = try configFS.create(configuration.gadget)
+        } catch {
+            throw ServerError(error.description)
+        }
+        defer {
+            gadget.remove()
+            logger.info("gadget \(name) removed")
+        }
+        do {
+            try FunctionFSMount.mount(instance: configuration.gadget.functionInstance, at: mountPoint)
+        } catch {
+            throw ServerError("FunctionFS could not be mounted: \(error).")
+        }
+        defer {
+            FunctionFSMount.unmount(mountPoint)
+            rmdir(mountPoint)
+        }
+
+        let units = zip(configuration.luns, images).map { lun, image in
+            LogicalUnit(type: lun.type, medium: Medium(byteCount: image.size, readOnly: image.readOnly))
+        }
+        let function: BulkOnlyFunction
+        // Declared outside the do so the endpoint files close (deinit) before the unmount above runs.
+        var endpoints: FunctionFSEndpoints?
+        do {
+            let opened = try FunctionFSEndpoints(directory: mountPoint)
+            endpoints = opened
+            try opened.writeDescriptors(
+                BulkOnlyInterface().functionFSDescriptors(), strings: functionFSStrings(["Mass Storage"]))
+            function = try BulkOnlyFunction(
+                endpoints: opened, images: images, target: Target(units: units),
+                transferSize: configuration.transferSize, depth: configuration.transferDepth, logger: logger)
+            try loop.watch(opened.ep0, token: Token.ep0)
+            try loop.watch(function.completionFD, token: Token.completions)
+            try loop.watch(signals.fd, token: Token.signals)
+            try loop.watch(timer.fd, token: Token.timer)
+        } catch {
+            throw ServerError("FunctionFS could not be set up: \(error).")
+        }
+        function.onAwaitingReset = { awaiting in timer.schedule(everyMilliseconds: awaiting ? 20 : nil) }
+
+        do {
+            try gadget.bind(to: controller)
+        } catch {
+            throw ServerError(error.description)
+        }
+        for (index, lun) in configuration.luns.enumerated() {
+            logger.info(
+                "LUN \(index): \(lun.type == .cdrom ? "CD/DVD" : "disk") \(lun.readOnly ? "read-only" : "writable") \(lun.path) (\(images[index].size) bytes)"
+            )
+        }
+        logger.info(
+            "serving on \(controller) as \(hex(configuration.gadget.vendorID)):\(hex(configuration.gadget.productID)) serial \(configuration.gadget.serial)"
+        )
+
+        serve: while true {
+            let tokens: [UInt64]
+            do { tokens = try loop.wait() } catch { throw ServerError("The event loop failed: \(error).") }
+            for token in tokens {
+                switch token {
+                case Token.ep0:
+                    do {
+                        for event in try endpoints!.readEvents() { function.handle(event) }
+                    } catch {
+                        throw ServerError("Reading FunctionFS events failed: \(error).")
+                    }
+                case Token.completions:
+                    function.reapCompletions()
+                case Token.signals:
+                    let received = signals.take()
+                    if received.contains(SIGINT) || received.contains(SIGTERM) {
+                        logger.info("signal received, stopping")
+                        break serve
+                    }
+                case Token.timer:
+                    timer.acknowledge()
+                    function.reassertHalts()
+                default:
+                    break
+                }
+            }
+        }
+
+        gadget.unbind()
+        for image in images where !image.readOnly {
+            do { try image.synchronize() } catch { logger.error("\(error)") }
+        }
+        endpoints = nil
+        _ = function
+    }
+
+    private enum Token {
+        static let ep0: UInt64 = 1
+        static let completions: UInt64 = 2
+        static let signals: UInt64 = 3
+        static let timer: UInt64 = 4
+    }
+
+    private func acquireLock(_ path: String, gadget: String) throws(ServerError) -> Int32 {
+        do { try makeDirectories(configuration.runDirectory) } catch {
+            throw ServerError("The run directory could not be created: \(error).")
+        }
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ServerError("The lock file \(path) could not be opened: \(String(cString: strerror(errno))).") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw ServerError("Another umsd is already serving the gadget \(gadget).")
+        }
+        return fd
+    }
+}
+
+private func hex(_ value: UInt16) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 4 - digits.count) + digits
+}

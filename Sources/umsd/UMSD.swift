@@ -1,0 +1,143 @@
+import ArgumentParser
+import Gadget
+import Glibc
+import Logging
+import MassStorage
+import SCSI
+
+@main
+struct UMSD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "umsd",
+        abstract: "A userspace USB mass-storage gadget: disk and CD/DVD images served over FunctionFS.",
+        subcommands: [Run.self]
+    )
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve images to the USB host in the foreground, one LUN per --image.",
+        discussion: """
+            --cdrom and --rw apply to the --image before them. Example:
+              umsd run --image installer.iso --cdrom --image flash.img --rw
+            """
+    )
+
+    @Option(name: .customLong("image"), help: "An image to serve as the next LUN.")
+    var images: [String] = []
+
+    @Flag(name: .customLong("cdrom"), help: "Serve the preceding image as a CD/DVD-ROM (2048-byte blocks).")
+    var cdromCount: Int
+
+    @Flag(name: .customLong("rw"), help: "Let the host write the preceding image (disks only).")
+    var rwCount: Int
+
+    @Option(help: "The USB device controller to bind to (default: the only one in /sys/class/udc).")
+    var udc: String?
+
+    @Option(help: "The gadget's directory name in configfs.")
+    var gadgetName = "umsd"
+
+    @Option(help: "USB vendor id, hex.")
+    var vendorID = "1d6b"
+
+    @Option(help: "USB product id, hex.")
+    var productID = "0104"
+
+    @Option(help: "USB serial number: at least 12 hex digits (default: derived from /etc/machine-id).")
+    var serial: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    /// The LUNs in command-line order, each with the flags that followed its --image.
+    var luns: [LUNConfiguration] {
+        (try? Self.orderedLUNs(Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst()))) ?? []
+    }
+
+    func validate() throws {
+        let luns = try Self.orderedLUNs(Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst()))
+        guard !luns.isEmpty else { throw ValidationError("Give at least one image with --image PATH.") }
+        for lun in luns where lun.type == .cdrom && !lun.readOnly {
+            throw ValidationError("\(lun.path): a CD/DVD image is read-only; drop --rw or --cdrom.")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
+        }
+        guard UInt16(vendorID, radix: 16) != nil, UInt16(productID, radix: 16) != nil else {
+            throw ValidationError("--vendor-id and --product-id take four hex digits, like 1d6b.")
+        }
+        if let serial, serial.count < 12 || !serial.allSatisfy(\.isHexDigit) {
+            throw ValidationError("--serial needs at least 12 hex digits (BOT 1.0 section 4.1.1).")
+        }
+    }
+
+    /// Walks the arguments in order: `--cdrom` and `--rw` attach to the latest `--image`.
+    static func orderedLUNs(_ arguments: [String]) throws -> [LUNConfiguration] {
+        var luns: [LUNConfiguration] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--image" || argument.hasPrefix("--image=") {
+                let path: String
+                if argument == "--image" {
+                    index += 1
+                    guard index < arguments.count else { throw ValidationError("--image needs a path.") }
+                    path = arguments[index]
+                } else {
+                    path = String(argument.dropFirst("--image=".count))
+                }
+                luns.append(LUNConfiguration(path: path, type: .disk, readOnly: true))
+            } else if argument == "--cdrom" || argument == "--rw" {
+                guard !luns.isEmpty else { throw ValidationError("\(argument) must follow the --image it applies to.") }
+                if argument == "--cdrom" { luns[luns.count - 1].type = .cdrom } else { luns[luns.count - 1].readOnly = false }
+            }
+            index += 1
+        }
+        return luns
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "umsd")
+        var gadget = GadgetDescription(serial: serial?.uppercased() ?? defaultSerial())
+        gadget.name = gadgetName
+        gadget.vendorID = UInt16(vendorID, radix: 16)!
+        gadget.productID = UInt16(productID, radix: 16)!
+        let configuration = ServerConfiguration(luns: luns, gadget: gadget, controller: udc)
+        do {
+            try Server(configuration: configuration, logger: logger).run()
+        } catch {
+            printError("umsd: \(error.description)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// A stable per-machine serial: 16 hex digits hashed (FNV-1a) from /etc/machine-id, so Windows keeps one device
+/// instance per appliance without the machine id itself being exposed.
+func defaultSerial() -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    var seed = Array("umsd".utf8)
+    if let file = fopen("/etc/machine-id", "r") {
+        var line = [CChar](repeating: 0, count: 64)
+        if fgets(&line, 64, file) != nil { seed = line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) } }
+        fclose(file)
+    }
+    for byte in seed {
+        hash ^= UInt64(byte)
+        hash &*= 0x100_0000_01b3
+    }
+    let digits = String(hash, radix: 16, uppercase: true)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}
+
+func printError(_ message: String) {
+    let line = Array((message + "\n").utf8)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
