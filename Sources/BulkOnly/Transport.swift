@@ -40,7 +40,7 @@ public struct BulkOnlyTransport: Sendable {
             // The I/O layer only reads a CBW once the previous CSW is queued; reaching here is a host that
             // raced ahead, which BOT 1.0 §6.2.1 calls an invalid CBW.
             state = .awaitingReset
-            return .stallUntilReset(.wrongLength)
+            return .stallUntilReset(.notAfterCSW)
         case .idle:
             break
         }

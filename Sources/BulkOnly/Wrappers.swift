@@ -81,6 +81,7 @@ public struct CBW: Sendable, Equatable {
 
 /// Why a CBW was refused.
 public enum CBWDefect: String, Sendable, Equatable {
+    case notAfterCSW = "sent before the previous command's CSW"
     case wrongLength = "not 31 bytes"
     case badSignature = "bad signature"
     case reservedFlagBits = "reserved flag bits set"
