@@ -5,16 +5,10 @@ import Glibc
 /// Checks the machine can host a FunctionFS gadget, before anything is changed; each failure says what to do.
 public enum Preflight {
     public static func check(controller: String?) throws(ServerError) -> String {
-        guard geteuid() == 0 else {
-            throw ServerError("umsd must run as root: it creates a USB gadget in configfs and mounts FunctionFS.")
-        }
         guard access("/sys/kernel/config/usb_gadget", F_OK) == 0 else {
             throw ServerError(
                 "USB gadget support is not loaded: /sys/kernel/config/usb_gadget is missing (modprobe libcomposite, and mount configfs on /sys/kernel/config)."
             )
-        }
-        guard FunctionFSMount.isAvailable else {
-            throw ServerError("FunctionFS is not available in this kernel (modprobe usb_f_fs, or enable CONFIG_USB_FUNCTIONFS).")
         }
         let controllers = GadgetConfigFS.controllers()
         if let controller {

@@ -16,6 +16,9 @@ public final class Server {
     public init(configuration: ServerConfiguration, logger: Logger) throws(ServerError) {
         self.configuration = configuration
         self.logger = logger
+        guard geteuid() == 0 else {
+            throw ServerError("umsd must run as root: it creates a USB gadget in configfs and mounts FunctionFS.")
+        }
         guard !configuration.luns.isEmpty else { throw ServerError("Give at least one image with --image.") }
         guard configuration.luns.count <= 16 else { throw ServerError("At most 16 images can be served (BOT LUNs 0-15).") }
         var images: [ImageFile] = []
@@ -77,6 +80,10 @@ public final class Server {
         do {
             try FunctionFSMount.mount(instance: configuration.gadget.functionInstance, at: mountPoint)
         } catch {
+            // Creating the function asks the kernel to load usb_f_fs; if the type is still unknown, it has none.
+            if error.errno == ENODEV || !FunctionFSMount.isAvailable {
+                throw ServerError("FunctionFS is not available in this kernel (modprobe usb_f_fs, or enable CONFIG_USB_FUNCTIONFS).")
+            }
             throw ServerError("FunctionFS could not be mounted: \(error).")
         }
         defer {
