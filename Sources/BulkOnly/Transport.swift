@@ -67,6 +67,12 @@ public struct BulkOnlyTransport: Sendable {
         return CSW(tag: tag, dataResidue: residue, status: status)
     }
 
+    /// The host broke the protocol in a way no CSW can report (it sent less data than its CBW announced): from
+    /// now on only a reset helps.
+    public mutating func protocolViolated() {
+        state = .awaitingReset
+    }
+
     /// A Bulk-Only Mass Storage Reset arrived: abandon the command in flight, expect a CBW again.
     public mutating func reset() {
         state = .idle

@@ -233,7 +233,7 @@ final class BulkOnlyFunction {
 
     /// The host broke the protocol beyond what a CSW can report: stall until it resets us.
     private func protocolFailure() {
-        _ = transport.received([])
+        transport.protocolViolated()
         endpoints.haltIn()
         endpoints.haltOut()
         onAwaitingReset?(true)

@@ -154,3 +154,17 @@ extension TransferPlan {
         #expect(transport.state == .awaitingReset)
     }
 }
+
+@Suite struct ProtocolViolationTests {
+    @Test func aViolationWaitsForReset() {
+        var transport = BulkOnlyTransport(maxLUN: 0)
+        let cbw = CBW(tag: 1, dataTransferLength: 512, flags: 0, lun: 0, commandBlock: [0x2A]).bytes
+        _ = transport.received(cbw)
+        transport.protocolViolated()
+        #expect(transport.state == .awaitingReset)
+        #expect(transport.finish(status: .passed, residue: 0) == nil)
+        #expect(transport.received(cbw) == .ignore)
+        transport.reset()
+        #expect(transport.state == .idle)
+    }
+}
