@@ -25,7 +25,7 @@ let package = Package(
 
         // Thin I/O layer: owns the syscalls.
         .target(name: "FunctionFS", dependencies: ["CLibAIO", "CFunctionFSShim", "USBDescriptors"]),
-        .target(name: "Backing"),
+        .target(name: "Backing", dependencies: ["CFunctionFSShim"]),
         .target(name: "Gadget", dependencies: ["CUSBGX"]),
 
         // The service: one Bulk-Only function serving SCSI LUNs over FunctionFS.

@@ -1,3 +1,4 @@
+import CFunctionFSShim
 import Glibc
 
 /// Why an image cannot be served, in words an operator can act on.
@@ -16,6 +17,10 @@ public final class ImageFile {
     public let readOnly: Bool
     public let size: UInt64
     private let fd: Int32
+    var descriptor: Int32 { fd }
+    /// The file system under a writable regular file can punch holes (fallocate PUNCH_HOLE), so the LUN may offer
+    /// UNMAP. Known from the file system type rather than by trying, which would write to the image.
+    public let supportsHolePunching: Bool
 
     /// The corresponding C calls are `open`, `fstat` and `flock`.
     public init(path: String, readOnly: Bool) throws(ImageError) {
@@ -47,6 +52,12 @@ public final class ImageFile {
         }
         self.size = size
         fd = descriptor
+        var fileSystem = statfs()
+        // ext4, XFS, Btrfs, tmpfs, F2FS: the Linux file systems images live on that implement PUNCH_HOLE.
+        let punching: Set<Int> = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0xF2F5_2010]
+        supportsHolePunching =
+            !readOnly && kind == S_IFREG && fstatfs(descriptor, &fileSystem) == 0
+            && punching.contains(Int(fileSystem.f_type))
         // The host reads images front to back most of the time (installers, dd, file copies).
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
     }
@@ -94,3 +105,13 @@ public final class ImageFile {
 }
 
 private func lastError() -> String { String(cString: strerror(errno)) }
+
+extension ImageFile {
+    /// Deallocates a byte range so it reads as zeros and takes no space (thin provisioning: UNMAP, WRITE SAME).
+    /// The corresponding C call is `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`.
+    public func punchHole(at offset: UInt64, length: UInt64) throws(ImageError) {
+        guard umsd_punch_hole(descriptor, Int64(offset), Int64(length)) == 0 else {
+            throw ImageError("Punching a hole in \(path) at \(offset) failed: \(String(cString: strerror(errno))).")
+        }
+    }
+}

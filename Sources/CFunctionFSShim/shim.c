@@ -1,7 +1,10 @@
+#define _GNU_SOURCE
 #include "CFunctionFSShim.h"
 
 #include <linux/usb/functionfs.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <asm/byteorder.h>
 #include <linux/usb/ch9.h>
 
@@ -21,4 +24,8 @@ int umsd_functionfs_endpoint_max_packet_size(int fd) {
         return -1;
     }
     return __le16_to_cpu(descriptor.wMaxPacketSize) & 0x7FF;
+}
+
+int umsd_punch_hole(int fd, long long offset, long long length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
 }

@@ -18,6 +18,8 @@ final class BulkOnlyFunction {
     private var transport: BulkOnlyTransport
     private(set) var target: Target
     private let logger: Logger
+    /// Room to read the medium for comparisons and CD sector synthesis, outside the transfer buffers.
+    private let scratch: UnsafeMutableRawBufferPointer
 
     /// CBW reads and CSW writes.
     private let control: TransferPool
@@ -32,7 +34,7 @@ final class BulkOnlyFunction {
     private var maxPacketSize = 512
     private var cbwReadQueued = false
     private var wantCBWRead = false
-    private var command: Command?
+    private var command: ActiveCommand?
     /// Asked to keep the bulk endpoints halted until a Bulk-Only reset (FunctionFS cannot wedge them).
     var onAwaitingReset: ((Bool) -> Void)?
 
@@ -40,7 +42,7 @@ final class BulkOnlyFunction {
         case idle, cbw, csw, dataIn(Int), dataOut(offset: Int, length: Int)
     }
 
-    private struct Command {
+    fileprivate struct ActiveCommand {
         let cbw: CBW
         let lun: Int
         let reply: Reply
@@ -55,6 +57,10 @@ final class BulkOnlyFunction {
         var cswQueued = false
 
         var totalOut: Int { plan.receive + plan.discard }
+        /// Bytes per chunk for this command: READ CD sectors must not straddle two buffers.
+        var chunkAlignment = 1
+        /// A parameter list or WRITE SAME block, gathered before the command acts on it.
+        var parameters: [UInt8] = []
     }
 
     init(endpoints: FunctionFSEndpoints, images: [ImageFile?], target: Target, transferSize: Int, depth: Int,
@@ -72,7 +78,10 @@ final class BulkOnlyFunction {
         generations = Array(repeating: 0, count: 4 + depth)
         batch = []
         batch.reserveCapacity(4 + depth)
+        scratch = .allocate(byteCount: max(transferSize, 8192), alignment: 4096)
     }
+
+    deinit { scratch.deallocate() }
 
     var completionFD: Int32 { aio.eventFD }
 
@@ -207,18 +216,9 @@ final class BulkOnlyFunction {
                 abort(cmd, "host sent \(result) of \(length) bytes of a data-out transfer")
                 return protocolFailure()
             }
-            if cmd.failure == nil, offset < cmd.plan.receive, case .write(let range, _) = cmd.reply,
-                let image = images[cmd.lun]
-            {
+            if cmd.failure == nil, offset < cmd.plan.receive {
                 let useful = min(length, cmd.plan.receive - offset)
-                do {
-                    try image.write(UnsafeRawBufferPointer(rebasing: pool.buffer(slot)[0..<useful]),
-                                    at: range.byteOffset + UInt64(offset))
-                    cmd.used += useful
-                } catch {
-                    logger.error("\(error)")
-                    cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
-                }
+                consume(UnsafeRawBufferPointer(rebasing: pool.buffer(slot)[0..<useful]), at: offset, for: &cmd)
             }
             release(tag)
             cmd.completed += length
@@ -226,7 +226,7 @@ final class BulkOnlyFunction {
         }
     }
 
-    private func abort(_ cmd: Command, _ why: String) {
+    private func abort(_ cmd: ActiveCommand, _ why: String) {
         logger.info("command abandoned: \(why)", metadata: ["tag": "\(cmd.cbw.tag)"])
         command = nil
     }
@@ -265,8 +265,11 @@ final class BulkOnlyFunction {
         let plan = TransferPlan(host: cbw.hostExpectation, device: device)
         var failure: Sense?
         if case .checkCondition(let sense) = reply { failure = sense }
-        command = Command(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
+        command = ActiveCommand(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
                           failure: failure)
+        if case .readCD(_, let layout) = reply { command?.chunkAlignment = layout.bytesPerSector }
+        // Commands without a data phase that still touch the medium run now, before their CSW.
+        if plan.send == 0 && plan.receive == 0 && command?.failure == nil { runWithoutData(&command!) }
         if plan.receive + plan.discard == 0 && !plan.stallOut {
             requestCBWRead()
         }
@@ -278,8 +281,9 @@ final class BulkOnlyFunction {
         defer { if !cmd.cswQueued { command = cmd } else { command = nil } }
         let plan = cmd.plan
         if plan.send > 0 {
+            let chunk = data.bufferSize / cmd.chunkAlignment * cmd.chunkAlignment
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
-                let length = min(data.bufferSize, plan.send - cmd.queued)
+                let length = min(chunk, plan.send - cmd.queued)
                 let buffer = UnsafeMutableRawBufferPointer(rebasing: data.buffer(slot)[0..<length])
                 if !fill(buffer, for: &cmd, at: cmd.queued) {
                     data.give(slot)
@@ -308,14 +312,7 @@ final class BulkOnlyFunction {
                 if cmd.queued == cmd.totalOut { requestCBWRead() }
             }
             if cmd.completed == cmd.totalOut {
-                if cmd.failure == nil, case .write(_, let fua) = cmd.reply, fua, let image = images[cmd.lun] {
-                    do { try image.synchronize() } catch {
-                        logger.error("\(error)")
-                        if case .write(let range, _) = cmd.reply {
-                            cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
-                        }
-                    }
-                }
+                if cmd.failure == nil { finishDataOut(&cmd) }
                 queueCSW(&cmd)
             }
         } else {
@@ -329,7 +326,7 @@ final class BulkOnlyFunction {
     }
 
     /// Copies the next piece of a data-in reply into `buffer`; false when the medium could not be read.
-    private func fill(_ buffer: UnsafeMutableRawBufferPointer, for cmd: inout Command, at offset: Int) -> Bool {
+    private func fill(_ buffer: UnsafeMutableRawBufferPointer, for cmd: inout ActiveCommand, at offset: Int) -> Bool {
         switch cmd.reply {
         case .data(let bytes):
             bytes.withUnsafeBytes { source in
@@ -346,12 +343,14 @@ final class BulkOnlyFunction {
                 cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
                 return false
             }
+        case .readCD(let range, let layout):
+            return fillCD(buffer, range: range, layout: layout, at: offset, for: &cmd)
         default:
             return false
         }
     }
 
-    private func queueCSW(_ cmd: inout Command) {
+    private func queueCSW(_ cmd: inout ActiveCommand) {
         guard !cmd.cswQueued else { return }
         let status: CSWStatus = cmd.plan.phaseError ? .phaseError : cmd.failure != nil ? .failed : .passed
         let residue =
@@ -413,18 +412,178 @@ final class BulkOnlyFunction {
         batch.removeAll(keepingCapacity: true)
     }
 
-    private func trace(_ cmd: Command, status: CSWStatus, residue: UInt32) {
+    private func trace(_ cmd: ActiveCommand, status: CSWStatus, residue: UInt32) {
         guard logger.logLevel <= .debug else { return }
         let microseconds = (monotonicNanoseconds() - cmd.started) / 1000
         var detail = ""
         switch cmd.reply {
-        case .read(let range), .write(let range, _): detail = " lba=\(range.lba) blocks=\(range.blocks)"
+        case .read(let range), .write(let range, _), .readCD(let range, _), .verifyMedium(let range),
+            .compare(let range), .writeSame(let range, _):
+            detail = " lba=\(range.lba) blocks=\(range.blocks)"
         case .data(let bytes): detail = " \(bytes.count) bytes"
         default: break
         }
         let sense = cmd.failure.map { " sense=\($0)" } ?? ""
         logger.debug(
-            "LUN \(cmd.lun) \(Opcode.name(of: cmd.cbw.cdb.first ?? 0))\(detail) -> \(status)\(sense) case=\(cmd.plan.caseNumber) residue=\(residue) \(microseconds)us"
+            "LUN \(cmd.lun) \(Command.name(of: cmd.cbw.cdb.first ?? 0, type: target.units[cmd.lun].type))\(detail) -> \(status)\(sense) case=\(cmd.plan.caseNumber) residue=\(residue) \(microseconds)us"
         )
+    }
+}
+
+// MARK: medium work beyond plain reads and writes
+
+extension BulkOnlyFunction {
+    /// Data received from the host for the command in flight, `offset` bytes into its data phase.
+    fileprivate func consume(_ bytes: UnsafeRawBufferPointer, at offset: Int, for cmd: inout ActiveCommand) {
+        guard let image = images[cmd.lun] else { return }
+        switch cmd.reply {
+        case .write(let range, _):
+            do {
+                try image.write(bytes, at: range.byteOffset + UInt64(offset))
+                cmd.used += bytes.count
+            } catch {
+                logger.error("\(error)")
+                cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+            }
+        case .compare(let range):
+            let medium = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<bytes.count])
+            do {
+                try image.read(into: medium, at: range.byteOffset + UInt64(offset))
+            } catch {
+                logger.error("\(error)")
+                cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+                return
+            }
+            if let index = (0..<bytes.count).first(where: { bytes[$0] != medium[$0] }) {
+                cmd.failure = target.miscompare(lun: cmd.lun, lba: range.lba + UInt64((offset + index) / range.blockSize))
+            } else {
+                cmd.used += bytes.count
+            }
+        case .writeSame, .parameterList:
+            cmd.parameters += bytes
+            cmd.used += bytes.count
+        default:
+            break
+        }
+    }
+
+    /// Everything the host sent has arrived: make it durable or act on it.
+    fileprivate func finishDataOut(_ cmd: inout ActiveCommand) {
+        guard let image = images[cmd.lun] else { return }
+        switch cmd.reply {
+        case .write(let range, forceUnitAccess: true):
+            do { try image.synchronize() } catch {
+                logger.error("\(error)")
+                cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
+            }
+        case .writeSame(let range, let unmap):
+            let block = cmd.parameters
+            do {
+                if unmap && block.allSatisfy({ $0 == 0 }) {
+                    try image.punchHole(at: range.byteOffset, length: range.byteCount)
+                } else {
+                    try writeRepeated(block, over: range, image: image)
+                }
+            } catch {
+                logger.error("\(error)")
+                cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
+            }
+        case .parameterList:
+            switch target.receivedParameters(cmd.parameters, cdb: CDB(cmd.cbw.cdb), lun: cmd.lun) {
+            case .good:
+                break
+            case .checkCondition(let sense):
+                cmd.failure = sense
+            case .unmap(let ranges):
+                for range in ranges {
+                    do { try image.punchHole(at: range.byteOffset, length: range.byteCount) } catch {
+                        logger.error("\(error)")
+                        cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
+                        break
+                    }
+                }
+            }
+        default:
+            break
+        }
+    }
+
+    /// Commands with no data phase that still work on the medium: VERIFY without byte check, SYNCHRONIZE CACHE.
+    fileprivate func runWithoutData(_ cmd: inout ActiveCommand) {
+        guard let image = images[cmd.lun] else { return }
+        switch cmd.reply {
+        case .verifyMedium(let range):
+            var offset: UInt64 = 0
+            while offset < range.byteCount {
+                let length = Int(min(UInt64(scratch.count), range.byteCount - offset))
+                do {
+                    try image.read(into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<length]),
+                                   at: range.byteOffset + offset)
+                } catch {
+                    logger.error("\(error)")
+                    cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + offset / UInt64(range.blockSize))
+                    return
+                }
+                offset += UInt64(length)
+            }
+        case .synchronizeCache:
+            do { try image.synchronize() } catch {
+                logger.error("\(error)")
+                cmd.failure = target.writeFailed(lun: cmd.lun, lba: 0)
+            }
+        default:
+            break
+        }
+    }
+
+    private func writeRepeated(_ block: [UInt8], over range: BlockRange, image: ImageFile) throws(ImageError) {
+        let perChunk = max(1, scratch.count / block.count)
+        for index in 0..<perChunk {
+            block.withUnsafeBytes { source in
+                UnsafeMutableRawBufferPointer(rebasing: scratch[index * block.count..<(index + 1) * block.count])
+                    .copyMemory(from: source)
+            }
+        }
+        var done: UInt64 = 0
+        while done < range.blocks {
+            let blocks = min(UInt64(perChunk), range.blocks - done)
+            try image.write(UnsafeRawBufferPointer(rebasing: scratch[0..<Int(blocks) * block.count]),
+                            at: range.byteOffset + done * UInt64(block.count))
+            done += blocks
+        }
+    }
+
+    /// READ CD data: each 2048-byte sector of the image becomes the layout the host asked for.
+    fileprivate func fillCD(
+        _ buffer: UnsafeMutableRawBufferPointer, range: BlockRange, layout: CDSectorLayout, at offset: Int,
+        for cmd: inout ActiveCommand
+    ) -> Bool {
+        guard let image = images[cmd.lun] else { return false }
+        let perSector = layout.bytesPerSector
+        let user = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<2048])
+        let sector = UnsafeMutableRawBufferPointer(rebasing: scratch[2048..<2048 + CDSector.rawSize])
+        var position = 0
+        while position < buffer.count {
+            let index = (offset + position) / perSector
+            let within = (offset + position) % perSector
+            let lba = range.lba + UInt64(index)
+            do {
+                try image.read(into: user, at: lba * 2048)
+            } catch {
+                logger.error("\(error)")
+                cmd.failure = target.readFailed(lun: cmd.lun, lba: lba)
+                return false
+            }
+            CDSector.synthesizeMode1(lba: UInt32(truncatingIfNeeded: lba), userData: UnsafeRawBufferPointer(user),
+                                     into: sector)
+            // The layouts are slices of the raw sector: header at 12, user data at 16.
+            let start = layout == .raw ? 0 : 12
+            let source = UnsafeRawBufferPointer(rebasing: sector[start + within..<start + perSector])
+            let count = min(source.count, buffer.count - position)
+            UnsafeMutableRawBufferPointer(rebasing: buffer[position..<position + count])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<count]))
+            position += count
+        }
+        return true
     }
 }

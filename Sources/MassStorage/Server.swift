@@ -91,8 +91,14 @@ public final class Server {
             rmdir(mountPoint)
         }
 
-        let units = zip(configuration.luns, images).map { lun, image in
-            LogicalUnit(type: lun.type, medium: Medium(byteCount: image.size, readOnly: image.readOnly))
+        let units = zip(configuration.luns, images).enumerated().map { index, pair in
+            let (lun, image) = pair
+            return LogicalUnit(
+                type: lun.type,
+                medium: Medium(
+                    byteCount: image.size, readOnly: image.readOnly,
+                    supportsUnmap: lun.type == .disk && image.supportsHolePunching),
+                serialNumber: "\(configuration.gadget.serial)-\(index)")
         }
         let function: BulkOnlyFunction
         // Declared outside the do so the endpoint files close (deinit) before the unmount above runs.

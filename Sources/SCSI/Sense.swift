@@ -37,14 +37,34 @@ public struct Sense: Sendable, Equatable, CustomStringConvertible {
 
     public static let noSense = Sense(key: 0x0, asc: 0x00, ascq: 0x00)
     public static let mediumNotPresent = Sense(key: 0x2, asc: 0x3A, ascq: 0x00)
+    public static let mediumNotPresentTrayClosed = Sense(key: 0x2, asc: 0x3A, ascq: 0x01)
+    public static let mediumNotPresentTrayOpen = Sense(key: 0x2, asc: 0x3A, ascq: 0x02)
+    public static let parameterListLengthError = Sense(key: 0x5, asc: 0x1A, ascq: 0x00)
+    public static let invalidFieldInParameterList = Sense(key: 0x5, asc: 0x26, ascq: 0x00)
+    public static let cannotReadMediumIncompatibleFormat = Sense(key: 0x5, asc: 0x30, ascq: 0x02)
+    public static let illegalModeForThisTrack = Sense(key: 0x5, asc: 0x64, ascq: 0x00)
+    public static let miscompareDuringVerify = Sense(key: 0xE, asc: 0x1D, ascq: 0x00)
     public static let invalidCommandOperationCode = Sense(key: 0x5, asc: 0x20, ascq: 0x00)
     public static let lbaOutOfRange = Sense(key: 0x5, asc: 0x21, ascq: 0x00)
     public static let invalidFieldInCDB = Sense(key: 0x5, asc: 0x24, ascq: 0x00)
     public static let savingParametersNotSupported = Sense(key: 0x5, asc: 0x39, ascq: 0x00)
     public static let mediumRemovalPrevented = Sense(key: 0x5, asc: 0x53, ascq: 0x02)
+    public static let mediumRemovalPreventedNotReady = Sense(key: 0x2, asc: 0x53, ascq: 0x02)
+    public static let mediumChangedRemoved = Sense(key: 0x6, asc: 0x3A, ascq: 0x00)
     public static let notReadyToReadyChange = Sense(key: 0x6, asc: 0x28, ascq: 0x00)
     public static let powerOnReset = Sense(key: 0x6, asc: 0x29, ascq: 0x00)
     public static let writeProtected = Sense(key: 0x7, asc: 0x27, ascq: 0x00)
+
+    /// Descriptor-format sense data (SPC-4 §4.5.2): 8-byte header, and an information descriptor when set.
+    public var descriptorFormat: [UInt8] {
+        var out: [UInt8] = [0x72, key & 0x0F, asc, ascq, 0, 0, 0, 0]
+        if let information {
+            out += [0x00, 0x0A, 0x80, 0x00, 0, 0, 0, 0]
+            for shift in [24, 16, 8, 0] { out.append(UInt8(truncatingIfNeeded: information >> UInt32(shift))) }
+        }
+        out[7] = UInt8(out.count - 8)
+        return out
+    }
 
     /// Unrecovered read error at `lba` (the backing file failed).
     public static func unrecoveredReadError(lba: UInt64) -> Sense {

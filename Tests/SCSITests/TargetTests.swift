@@ -33,9 +33,10 @@ func data(_ reply: Reply) -> [UInt8]? {
         #expect(bytes == [0x00, 0x80, 0x05, 0x02, 31])
     }
 
-    @Test func vpdIsRefusedForNow() {
+    @Test func pageCodeWithoutEVPDIsRefused() {
         var target = diskTarget()
-        #expect(target.execute(CDB([0x12, 1, 0x80, 0, 255, 0]), lun: 0) == .checkCondition(.invalidFieldInCDB))
+        #expect(target.execute(CDB([0x12, 0, 0x80, 0, 255, 0]), lun: 0) == .checkCondition(.invalidFieldInCDB))
+        #expect(target.execute(CDB([0x12, 1, 0x84, 0, 255, 0]), lun: 0) == .checkCondition(.invalidFieldInCDB))
     }
 }
 
@@ -132,17 +133,19 @@ func data(_ reply: Reply) -> [UInt8]? {
         let rwBytes = data(rw.execute(cdb, lun: 0))
         #expect(roBytes?[2] == 0x80)
         #expect(rwBytes?[2] == 0x00)
-        // header(4) + block descriptor(8) + caching page(20); mode data length excludes itself.
-        #expect(roBytes?.count == 32)
-        #expect(roBytes?[0] == 31)
+        // header(4) + block descriptor(8) + pages 01(12), 08(20), 1A(12), 1C(12); the length excludes itself.
+        #expect(roBytes?.count == 68)
+        #expect(roBytes?[0] == 67)
         #expect(roBytes?[3] == 8)
-        #expect(Array(roBytes?[12...13] ?? []) == [0x08, 0x12])
+        #expect(Array(roBytes?[12...13] ?? []) == [0x01, 0x0A])
+        #expect(Array(roBytes?[24...26] ?? []) == [0x08, 0x12, 0x04])
     }
 
     @Test func dbdDropsTheBlockDescriptor() {
         var target = diskTarget()
         let bytes = data(target.execute(CDB([0x1A, 0x08, 0x08, 0, 255, 0]), lun: 0))
         #expect(bytes?.count == 24)
+        #expect(bytes?[4] == 0x08)
         #expect(bytes?[3] == 0)
     }
 
@@ -168,11 +171,12 @@ func data(_ reply: Reply) -> [UInt8]? {
         #expect(target.execute(CDB([0x1B, 0, 0, 0, 0x02, 0]), lun: 0) == .checkCondition(.mediumRemovalPrevented))
         #expect(target.execute(CDB([0x1E, 0, 0, 0, 0, 0]), lun: 0) == .good)
         #expect(target.execute(CDB([0x1B, 0, 0, 0, 0x02, 0]), lun: 0) == .good)
-        #expect(target.execute(CDB([0x00, 0, 0, 0, 0, 0]), lun: 0) == .checkCondition(.mediumNotPresent))
-        // LOAD does not bring back what the host ejected.
+        #expect(target.execute(CDB([0x00, 0, 0, 0, 0, 0]), lun: 0) == .checkCondition(.mediumNotPresentTrayOpen))
+        // LOAD closes the tray but does not bring back what the host ejected.
         #expect(target.execute(CDB([0x1B, 0, 0, 0, 0x03, 0]), lun: 0) == .good)
-        #expect(target.execute(CDB([0x00, 0, 0, 0, 0, 0]), lun: 0) == .checkCondition(.mediumNotPresent))
-        #expect(data(target.execute(CDB([0x03, 0, 0, 0, 18, 0]), lun: 0)) == Sense.mediumNotPresent.fixedFormat)
+        #expect(target.execute(CDB([0x00, 0, 0, 0, 0, 0]), lun: 0) == .checkCondition(.mediumNotPresentTrayClosed))
+        #expect(
+            data(target.execute(CDB([0x03, 0, 0, 0, 18, 0]), lun: 0)) == Sense.mediumNotPresentTrayClosed.fixedFormat)
     }
 }
 

@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/file.h>
 #include <signal.h>
+#include <sys/vfs.h>
 
 /// FUNCTIONFS_FIFO_STATUS: bytes still unclaimed in an endpoint FIFO.
 extern const unsigned long umsd_functionfs_fifo_status;
@@ -23,5 +24,8 @@ extern const unsigned long umsd_functionfs_event_size;
 
 /// FUNCTIONFS_ENDPOINT_DESC: the endpoint descriptor in use for the current speed (0 on success, -1 + errno).
 int umsd_functionfs_endpoint_max_packet_size(int fd);
+
+/// fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): glibc declares fallocate only under _GNU_SOURCE.
+int umsd_punch_hole(int fd, long long offset, long long length);
 
 #endif

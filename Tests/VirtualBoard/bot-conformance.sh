@@ -1,0 +1,86 @@
+#!/bin/bash
+# Virtual-board test: USB Mass Storage Bulk-Only Transport 1.0 conformance of umsd, checked from the host side.
+# umsd serves a writable disk (LUN 0) and a CD (LUN 1); bot_conformance.py detaches usb-storage and talks BOT to
+# the interface directly (pyusb over usbfs): Get Max LUN, the thirteen cases, refused CBWs, resets, integrity.
+# Runs inside Board/virtual/run. Needs the host package python3-usb (the guest sees the host's root read-only and
+# has no network, so it cannot be installed from here).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+umsd=${UMSD_BINARY:?set UMSD_BINARY to the umsd executable}
+python=/usr/bin/python3 # Debian's, where python3-usb lives; not whatever python3 comes first on PATH
+vid=1d6b pid=0104 serial=B07C0FFEE0000001
+pattern_lba=4096
+work=$(mktemp -d /tmp/umsd-bot.XXXXXX)
+umsd_pid=
+
+cleanup() {
+    [ -z "$umsd_pid" ] || kill -TERM "$umsd_pid" 2>/dev/null
+}
+trap cleanup EXIT
+
+# show_log N: the last N lines of umsd's log, leaving out the passing TEST UNIT READYs that would bury the rest.
+show_log() {
+    echo "# umsd log (last ${1} lines, passing TEST UNIT READY left out):"
+    grep -v 'TEST UNIT READY -> passed' "$work/umsd.log" | tail -n "$1" | sed 's/^/# /'
+}
+
+if ! "$python" -c 'import usb.core, usb.backend.libusb1 as b; assert b.get_backend(), "no libusb-1.0"' 2>"$work/err"; then
+    not_ok "pyusb is importable by $python: install python3-usb on the host ($(tail -n 1 "$work/err"))"
+    summary
+    exit 1
+fi
+
+# Test data: a 4 MiB random disk (8192 blocks, room for a 1 MiB READ) and a small ISO.
+head -c 4M /dev/urandom >"$work/disk.img"
+cp "$work/disk.img" "$work/disk.orig"
+mkdir -p "$work/iso/sub"
+echo "bulk-only transport" >"$work/iso/hello.txt"
+head -c 1500K /dev/urandom >"$work/iso/sub/random.bin"
+seq 1 5000 >"$work/iso/sub/numbers.txt"
+xorriso -as mkisofs -quiet -V UMSD_BOT -J -R -o "$work/cd.iso" "$work/iso" 2>/dev/null
+
+"$umsd" run --serial "$serial" --log-level debug --image "$work/disk.img" --rw --image "$work/cd.iso" --cdrom \
+    >>"$work/umsd.log" 2>&1 &
+umsd_pid=$!
+
+# Let usb-storage finish its own probing (and eat the power-on UNIT ATTENTIONs) before taking the interface.
+if ! wait_for 30 usb_device $vid $pid $serial; then
+    not_ok "umsd enumerates"
+    show_log 60
+    summary
+    exit 1
+fi
+wait_for 30 lun_block_device $vid $pid $serial 1 && wait_for 10 lun_block_device $vid $pid $serial 0 \
+    || echo "# the host's block devices did not appear; testing the transport anyway"
+dev=$(usb_device $vid $pid $serial)
+
+# Each line of the Python checker counts here, through lib.sh, so the summary line covers it.
+while IFS= read -r line; do
+    case $line in
+    "ok - "*) ok "${line#ok - }" ;;
+    "not ok - "*) not_ok "${line#not ok - }" ;;
+    *) echo "$line" ;;
+    esac
+done < <(timeout 300 "$python" "$here/bot_conformance.py" --bus "$(cat "$dev/busnum")" --address "$(cat "$dev/devnum")" \
+    --disk-image "$work/disk.orig" --cd-image "$work/cd.iso" \
+    --pattern-lba $pattern_lba --pattern-file "$work/pattern.bin" 2>&1)
+wait $!
+status=$?
+# 0: all passed, 1: some check failed (already counted); anything else: it crashed or timed out.
+[ $status -le 1 ] || not_ok "bot_conformance.py ran to the end (exit $status$([ $status = 124 ] && echo ", timed out"))"
+
+driver=$(readlink "$dev/$(basename "$dev"):1.0/driver")
+check "usb-storage is bound to the interface again (${driver##*/})" [ "${driver##*/}" = usb-storage ]
+
+kill -TERM "$umsd_pid"
+wait "$umsd_pid"
+status=$?
+umsd_pid=
+check "umsd exits 0 on SIGTERM (exit $status)" [ $status -eq 0 ]
+check "the blocks written through raw BOT are in the image" \
+    cmp -s "$work/pattern.bin" <(dd if="$work/disk.img" bs=512 skip=$pattern_lba count=256 status=none)
+
+if [ "$failed" -gt 0 ]; then show_log 250; fi
+summary
