@@ -110,17 +110,21 @@ extension Target {
         case 2:
             w.bytes += [0x00, 0x01, 0x00, 0x00]  // no change; power status "active"
         default:
+            let unit = units[lun]
+            var present: UInt8 = unit.visibleMedium != nil ? 0x02 : 0x00
+            let open: UInt8 = unit.trayOpen ? 0x01 : 0x00
             var event: UInt8 = 0
             if let mediaEvent {
                 units[lun].mediaEvents.removeFirst()
                 event = mediaEvent.rawValue
-                // Reporting the removal is how a GESN host learns the medium went away; the rest follows as for
-                // a TEST UNIT READY host: the unit attention "medium may have changed".
-                if mediaEvent == .mediaRemoval && units[lun].change == .hidden { units[lun].change = .announced }
+                // A removal is reported with the medium absent, even when a swap already loaded the next one.
+                if mediaEvent == .mediaRemoval {
+                    present = 0
+                    // That is how a GESN host learns the medium went away; the rest follows as for a TEST UNIT
+                    // READY host: the unit attention "medium may have changed".
+                    if unit.change == .hidden { units[lun].change = .announced }
+                }
             }
-            let unit = units[lun]
-            let present: UInt8 = unit.visibleMedium != nil ? 0x02 : 0x00
-            let open: UInt8 = unit.trayOpen ? 0x01 : 0x00
             w.bytes += [event, present | open, 0, 0]
         }
         return truncated(w.bytes, to: allocation)
