@@ -73,18 +73,23 @@ extension Target {
             d.be32(UInt32(unit.blockSize))  // byte 4 density code 0, bytes 5-7 block length
             descriptor = d.bytes
         }
-        let writeProtect: UInt8 = (unit.type == .disk && (unit.visibleMedium?.readOnly ?? false)) ? 0x80 : 0x00
+        // Device-specific parameter of a disk (SBC-3 §6.4.1): WP, and DPOFUA because FUA is honoured (the write is
+        // durable before its status), which lets Linux send FUA writes instead of whole-cache flushes.
+        var deviceSpecific: UInt8 = 0
+        if unit.type == .disk {
+            deviceSpecific = 0x10 | ((unit.visibleMedium?.readOnly ?? false) ? 0x80 : 0x00)
+        }
         var w = BigEndianWriter()
         if ten {
             w.be16(UInt16(6 + descriptor.count + pages.count))
             w.u8(0)  // medium type
-            w.u8(writeProtect)
+            w.u8(deviceSpecific)
             w.zeros(2)
             w.be16(UInt16(descriptor.count))
         } else {
             w.u8(UInt8(3 + descriptor.count + pages.count))
             w.u8(0)
-            w.u8(writeProtect)
+            w.u8(deviceSpecific)
             w.u8(UInt8(descriptor.count))
         }
         w.bytes += descriptor

@@ -90,7 +90,7 @@ private func thinDisk(blocks: UInt64 = 2048, readOnly: Bool = false) -> Target {
     @Test func modeSenseChangeableValuesAreAllZero() {
         var target = diskTarget()
         let bytes = data(target.execute(CDB([0x1A, 0x08, 0x48, 0, 255, 0]), lun: 0)) ?? []
-        #expect(bytes == [23, 0, 0, 0, 0x08, 0x12] + [UInt8](repeating: 0, count: 18))
+        #expect(bytes == [23, 0, 0x10, 0, 0x08, 0x12] + [UInt8](repeating: 0, count: 18))
     }
 }
 

@@ -131,8 +131,8 @@ func data(_ reply: Reply) -> [UInt8]? {
         let cdb = CDB([0x1A, 0, 0x3F, 0, 192, 0])
         let roBytes = data(ro.execute(cdb, lun: 0))
         let rwBytes = data(rw.execute(cdb, lun: 0))
-        #expect(roBytes?[2] == 0x80)
-        #expect(rwBytes?[2] == 0x00)
+        #expect(roBytes?[2] == 0x90)
+        #expect(rwBytes?[2] == 0x10)
         // header(4) + block descriptor(8) + pages 01(12), 08(20), 1A(12), 1C(12); the length excludes itself.
         #expect(roBytes?.count == 68)
         #expect(roBytes?[0] == 67)
