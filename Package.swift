@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "umsd", targets: ["umsd"]),
+        // The pure protocol core, for the fuzz and benchmark packages that sit beside this one.
+        .library(name: "UMSDCore", targets: ["USBDescriptors", "BulkOnly", "SCSI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
