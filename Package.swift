@@ -41,7 +41,7 @@ let package = Package(
         .executableTarget(
             name: "umsd",
             dependencies: [
-                "MassStorage",
+                "MassStorage", "FunctionFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -14,7 +14,11 @@ import USBDescriptors
 final class BulkOnlyFunction {
     private let endpoints: FunctionFSEndpoints
     private let aio: AsyncIO
-    private let images: [ImageFile?]
+    /// The backing file of each LUN's loaded medium, by LUN.
+    private var images: [ImageFile?]
+    /// Files the operator loaded that the target has not put in the drive yet (the host holds the old medium).
+    private var pendingImages: [(id: UInt64, file: ImageFile)?]
+    private var nextMediumID: UInt64 = 1
     private var transport: BulkOnlyTransport
     private(set) var target: Target
     private let logger: Logger
@@ -68,6 +72,7 @@ final class BulkOnlyFunction {
     {
         self.endpoints = endpoints
         self.images = images
+        pendingImages = Array(repeating: nil, count: images.count)
         self.target = target
         self.logger = logger
         transport = BulkOnlyTransport(maxLUN: UInt8(target.units.count - 1))
@@ -278,7 +283,14 @@ final class BulkOnlyFunction {
     /// Moves the command in flight forward as far as free slots and finished transfers allow.
     private func advance() {
         guard var cmd = command else { return }
-        defer { if !cmd.cswQueued { command = cmd } else { command = nil } }
+        defer {
+            if cmd.cswQueued {
+                command = nil
+                reconcileImages(lun: cmd.lun)
+            } else {
+                command = cmd
+            }
+        }
         let plan = cmd.plan
         if plan.send > 0 {
             let chunk = data.bufferSize / cmd.chunkAlignment * cmd.chunkAlignment
@@ -585,5 +597,78 @@ extension BulkOnlyFunction {
             position += count
         }
         return true
+    }
+}
+
+// MARK: the operator's media changes
+
+/// A drive as the control socket reports it.
+struct DriveState: Codable, Sendable, Equatable {
+    var lun: Int
+    var cdrom: Bool
+    var writable: Bool
+    var image: String?
+    var present: Bool
+    var locked: Bool
+    var trayOpen: Bool
+    var queuedImage: String?
+}
+
+extension BulkOnlyFunction {
+    /// Loads `path` into `lun`. The file is opened now (errors are the operator's to see); it reaches the host as the
+    /// target's medium model says: at once, or after the host answers an eject request.
+    func load(_ path: String, lun: Int, readOnly: Bool) throws(ImageError) -> MediumRequestResult {
+        let file = try ImageFile(path: path, readOnly: readOnly)
+        let id = nextMediumID
+        nextMediumID += 1
+        pendingImages[lun] = (id, file)
+        let type = target.units[lun].type
+        let medium = Medium(
+            byteCount: file.size, readOnly: file.readOnly,
+            supportsUnmap: type == .disk && file.supportsHolePunching, id: id)
+        let result = target.insert(medium, lun: lun)
+        logger.info("LUN \(lun): operator loaded \(path)\(result == .ejectRequested ? " (eject requested from the host)" : "")")
+        reconcileImages(lun: lun)
+        return result
+    }
+
+    /// Takes the medium out of `lun`; without `force`, a host holding the lock is asked to eject it.
+    func unload(lun: Int, force: Bool) -> MediumRequestResult {
+        let result = target.eject(lun: lun, force: force)
+        logger.info("LUN \(lun): operator eject\(force ? " (forced)" : "")\(result == .ejectRequested ? ": eject requested from the host" : "")")
+        reconcileImages(lun: lun)
+        return result
+    }
+
+    func drives() -> [DriveState] {
+        target.units.enumerated().map { lun, unit in
+            DriveState(
+                lun: lun, cdrom: unit.type == .cdrom, writable: !(unit.medium?.readOnly ?? true),
+                image: images[lun]?.path, present: unit.visibleMedium != nil, locked: unit.preventRemoval,
+                trayOpen: unit.trayOpen,
+                queuedImage: unit.queuedMedium != nil ? pendingImages[lun]?.file.path : nil)
+        }
+    }
+
+    /// Makes the backing files follow the target's media, but never under a command that is using them.
+    fileprivate func reconcileImages(lun: Int) {
+        if let cmd = command, cmd.lun == lun, !cmd.cswQueued { return }
+        let unit = target.units[lun]
+        if let pending = pendingImages[lun], unit.medium?.id == pending.id {
+            retire(images[lun])
+            images[lun] = pending.file
+            pendingImages[lun] = nil
+        } else if unit.medium == nil, images[lun] != nil {
+            retire(images[lun])
+            images[lun] = nil
+        }
+        if let pending = pendingImages[lun], unit.queuedMedium?.id != pending.id, unit.medium?.id != pending.id {
+            pendingImages[lun] = nil  // the operator's load was replaced or cancelled
+        }
+    }
+
+    private func retire(_ image: ImageFile?) {
+        guard let image, !image.readOnly else { return }
+        do { try image.synchronize() } catch { logger.error("\(error)") }
     }
 }

@@ -59,10 +59,12 @@ public final class Server {
         let signals: SignalDescriptor
         let loop: EventLoop
         let timer: Timer
+        let control: UnixListener
         do {
             signals = try SignalDescriptor(signals: [SIGINT, SIGTERM, SIGHUP])
             loop = try EventLoop()
             timer = try Timer()
+            control = try UnixListener(path: Self.controlSocketPath(runDirectory: configuration.runDirectory, gadget: name))
         } catch {
             throw ServerError("The event loop could not be set up: \(error).")
         }
@@ -115,9 +117,11 @@ public final class Server {
             try loop.watch(function.completionFD, token: Token.completions)
             try loop.watch(signals.fd, token: Token.signals)
             try loop.watch(timer.fd, token: Token.timer)
+            try loop.watch(control.fd, token: Token.control)
         } catch {
             throw ServerError("FunctionFS could not be set up: \(error).")
         }
+        let writable = configuration.luns.map { !$0.readOnly }
         function.onAwaitingReset = { awaiting in timer.schedule(everyMilliseconds: awaiting ? 20 : nil) }
 
         do {
@@ -156,6 +160,11 @@ public final class Server {
                 case Token.timer:
                     timer.acknowledge()
                     function.reassertHalts()
+                case Token.control:
+                    while let (client, line) = control.acceptRequest() {
+                        control.respond(to: client, function.handleControl(line, writable: writable))
+                        function.flush()
+                    }
                 default:
                     break
                 }
@@ -175,6 +184,12 @@ public final class Server {
         static let completions: UInt64 = 2
         static let signals: UInt64 = 3
         static let timer: UInt64 = 4
+        static let control: UInt64 = 5
+    }
+
+    /// Where `umsd run` listens for `umsd drive`.
+    public static func controlSocketPath(runDirectory: String = "/run/umsd", gadget: String) -> String {
+        "\(runDirectory)/\(gadget).sock"
     }
 
     private func acquireLock(_ path: String, gadget: String) throws(ServerError) -> Int32 {

@@ -33,11 +33,14 @@ public struct Medium: Sendable, Equatable {
     public var readOnly: Bool
     /// The backing file can punch holes, so UNMAP and WRITE SAME with UNMAP are offered (disks only).
     public var supportsUnmap: Bool
+    /// Tells media apart when the I/O layer swaps backing files (two loads of one file are two media).
+    public var id: UInt64
 
-    public init(byteCount: UInt64, readOnly: Bool, supportsUnmap: Bool = false) {
+    public init(byteCount: UInt64, readOnly: Bool, supportsUnmap: Bool = false, id: UInt64 = 0) {
         self.byteCount = byteCount
         self.readOnly = readOnly
         self.supportsUnmap = supportsUnmap
+        self.id = id
     }
 }
 

@@ -2,6 +2,8 @@ import ArgumentParser
 import Gadget
 import Glibc
 import Logging
+import Foundation
+import FunctionFS
 import MassStorage
 import SCSI
 
@@ -10,7 +12,7 @@ struct UMSD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "umsd",
         abstract: "A userspace USB mass-storage gadget: disk and CD/DVD images served over FunctionFS.",
-        subcommands: [Run.self]
+        subcommands: [Run.self, Drive.self]
     )
 }
 
@@ -140,4 +142,85 @@ func defaultSerial() -> String {
 func printError(_ message: String) {
     let line = Array((message + "\n").utf8)
     _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+struct Drive: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show or change a drive of a running umsd (the output of PiKVM's kvmd-otgmsd).",
+        discussion: """
+            Examples:
+              umsd drive                          show drive 0
+              umsd drive -i 1 --set-image new.iso load an image into drive 1
+              umsd drive --eject --unlock         take the medium out even if the host holds it
+            """
+    )
+
+    @Option(name: [.customShort("i"), .customLong("index")], help: "The drive (LUN) number.")
+    var index = 0
+
+    @Option(help: "Load this image into the drive.")
+    var setImage: String?
+
+    @Flag(help: "Take the medium out of the drive.")
+    var eject = false
+
+    @Flag(help: "Do it even if the host holds the medium (PREVENT); otherwise the host is asked to eject it.")
+    var unlock = false
+
+    @Flag(help: "Print the drive as JSON.")
+    var json = false
+
+    @Option(help: "The gadget name of the umsd to talk to.")
+    var gadgetName = "umsd"
+
+    func validate() throws {
+        if eject && setImage != nil { throw ValidationError("Use either --set-image or --eject, not both.") }
+    }
+
+    func run() throws {
+        let socket = Server.controlSocketPath(gadget: gadgetName)
+        var requests: [DriveRequest] = []
+        if eject || (unlock && setImage != nil) { requests.append(DriveRequest(command: "eject", lun: index, force: unlock)) }
+        if let setImage {
+            // The daemon opens the file, so it gets an absolute path.
+            let path = setImage.hasPrefix("/") ? setImage : FileManager.default.currentDirectoryPath + "/" + setImage
+            requests.append(DriveRequest(command: "load", lun: index, image: path))
+        }
+        if requests.isEmpty { requests.append(DriveRequest(command: "status")) }
+        var last: DriveResponse?
+        for request in requests {
+            let reply: [UInt8]
+            do {
+                reply = try unixRequest(path: socket, Array(try JSONEncoder().encode(request)))
+            } catch {
+                printError("umsd: umsd is not running for the gadget \(gadgetName) (no answer on \(socket)); start it with umsd run.")
+                throw ExitCode.failure
+            }
+            guard let response = try? JSONDecoder().decode(DriveResponse.self, from: Data(reply)) else {
+                printError("umsd: the answer from \(socket) could not be read.")
+                throw ExitCode.failure
+            }
+            if let error = response.error {
+                printError("umsd: \(error.message)")
+                throw ExitCode.failure
+            }
+            last = response
+        }
+        guard let response = last, let drive = response.drives?.first(where: { $0.lun == index }) else {
+            printError("umsd: there is no drive \(index).")
+            throw ExitCode.failure
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(drive), as: UTF8.self))
+        } else {
+            print("Image file: \(drive.image ?? "")")
+            print("CD/DVD flag: \(drive.cdrom ? "yes" : "no")")
+            print("RW flag: \(drive.writable ? "yes" : "no")")
+        }
+        if response.result == "eject-requested" {
+            printError("umsd: the host holds the medium of drive \(index); it was asked to eject it, and the change completes when it does (use --unlock to force).")
+        }
+    }
 }

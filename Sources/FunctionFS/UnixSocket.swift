@@ -1,0 +1,94 @@
+import Glibc
+
+/// A listening Unix stream socket for the local control protocol: one request line in, one response line out.
+public final class UnixListener {
+    public let fd: Int32
+    public let path: String
+
+    /// Binds `path` (replacing a stale socket file) with owner-only permissions.
+    /// The corresponding C calls are `socket`, `bind`, `chmod` and `listen`.
+    public init(path: String) throws(SystemError) {
+        self.path = path
+        fd = try check("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
+        unlink(path)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw SystemError("bind \(path): path too long", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 8) == 0 else {
+            let error = SystemError("listen on \(path)")
+            close(fd)
+            throw error
+        }
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// Accepts one waiting client and reads its request line (at most 64 KiB, waiting at most a second for it).
+    public func acceptRequest() -> (client: Int32, line: [UInt8])? {
+        let client = accept(fd, nil, nil)
+        guard client >= 0 else { return nil }
+        _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+        // Accepted sockets do not inherit O_NONBLOCK on Linux: the read below waits, bounded by SO_RCVTIMEO.
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var line: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while line.count < 65536, !line.contains(10) {
+            let n = read(client, &chunk, chunk.count)
+            if n <= 0 { break }
+            line += chunk[0..<n]
+        }
+        if let end = line.firstIndex(of: 10) { line.removeSubrange(end...) }
+        return (client, line)
+    }
+
+    /// Writes the response line and closes the connection.
+    public func respond(to client: Int32, _ bytes: [UInt8]) {
+        _ = (bytes + [10]).withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+        close(client)
+    }
+}
+
+/// Sends one request line to the Unix socket at `path` and returns the response line.
+public func unixRequest(path: String, _ request: [UInt8]) throws(SystemError) -> [UInt8] {
+    let fd = try check("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw SystemError("connect \(path)", errno: ENAMETOOLONG) }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else { throw SystemError("connect \(path)") }
+    try writeAll(fd, request + [10], "send the request")
+    var response: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        response += chunk[0..<n]
+    }
+    if let end = response.firstIndex(of: 10) { response.removeSubrange(end...) }
+    return response
+}

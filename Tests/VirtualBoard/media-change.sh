@@ -1,0 +1,78 @@
+#!/bin/bash
+# Virtual-board test of live media changes: `umsd drive` swaps and ejects the CD while the Linux host has it
+# mounted or open, and the host notices: the old mount fails cleanly, the new medium reads.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+umsd=${UMSD_BINARY:?set UMSD_BINARY to the umsd executable}
+vid=1d6b pid=0104 serial=3ED1A0000000C0DE
+work=$(mktemp -d /tmp/umsd-media.XXXXXX)
+umsd_pid=
+trap '[ -n "$umsd_pid" ] && kill -TERM $umsd_pid 2>/dev/null; umount $work/mnt 2>/dev/null; wait' EXIT
+
+make_iso() {  # make_iso NAME LABEL
+    mkdir -p "$work/$1"
+    echo "this is $2" >"$work/$1/which.txt"
+    head -c 6M /dev/urandom >"$work/$1/payload.bin"
+    xorriso -as mkisofs -quiet -V "$2" -J -R -o "$work/$1.iso" "$work/$1" 2>/dev/null
+}
+make_iso a DISC_A
+make_iso b DISC_B
+make_iso c DISC_C
+mkdir -p "$work/mnt"
+
+"$umsd" run --serial "$serial" --log-level debug --image "$work/a.iso" --cdrom >"$work/umsd.log" 2>&1 &
+umsd_pid=$!
+wait_for 30 lun_block_device $vid $pid $serial 0 || { not_ok "device appeared"; cat "$work/umsd.log"; summary; exit 1; }
+sr=$(lun_block_device $vid $pid $serial 0)
+drive() { "$umsd" drive "$@" >/dev/null; }
+
+check "umsd drive shows the image like kvmd-otgmsd" \
+    bash -c "[ \"\$($umsd drive)\" = \"\$(printf 'Image file: %s\nCD/DVD flag: yes\nRW flag: no' $work/a.iso)\" ]"
+check "umsd drive --json" bash -c "$umsd drive --json | grep -q '\"present\" : true'"
+
+mount -t iso9660 -o ro "$sr" "$work/mnt"
+check "disc A mounted and read" grep -q DISC_A "$work/mnt/which.txt"
+check "the host holds the mounted disc" bash -c "$umsd drive --json | grep -q '\"locked\" : true'"
+
+# 1. A polite swap while mounted: the host is asked to eject (no udev here answers that), the swap waits.
+drive --set-image "$work/b.iso" >"$work/out" 2>"$work/err"
+check "swap while held: eject requested, image queued" \
+    bash -c "grep -q 'asked to eject' $work/err && $umsd drive --json | grep -q 'queuedImage.*b.iso'"
+check "disc A still reads while the swap waits" cmp -s "$work/a/payload.bin" "$work/mnt/payload.bin"
+umount "$work/mnt"
+# The host answers the request the way udev's cdrom_id --eject-media would: unlock and eject.
+check "host eject completes the swap" eject "$sr"
+check "the queued disc B is loaded" bash -c "$umsd drive | grep -q 'Image file: $work/b.iso'"
+check "disc B mounts and reads" bash -c "mount -t iso9660 -o ro $sr $work/mnt && cmp -s $work/b/payload.bin $work/mnt/payload.bin"
+check "blkid sees disc B" bash -c "blkid -p $sr | grep -q 'LABEL=\"DISC_B\"'"
+
+# 2. A forced swap under the mount: the old mount fails cleanly, the new disc reads after a remount.
+echo 3 >/proc/sys/vm/drop_caches
+check "forced swap while mounted" drive --set-image "$work/c.iso" --unlock
+check "the old mount fails cleanly (I/O error, no stale data)" bash -c "! cat $work/mnt/payload.bin >/dev/null 2>&1"
+umount "$work/mnt" 2>/dev/null || umount -l "$work/mnt"
+check "disc C mounts and reads" bash -c "mount -t iso9660 -o ro $sr $work/mnt && cmp -s $work/c/payload.bin $work/mnt/payload.bin"
+umount "$work/mnt"
+
+# 3. Eject and load with nothing holding the disc.
+check "operator eject" drive --eject
+check "host sees no medium" bash -c "sg_turs $sr 2>&1 | grep -qi 'not ready'"
+check "umsd drive shows no image" bash -c "$umsd drive | grep -qx 'Image file: '"
+check "load into the empty drive" drive --set-image "$work/a.iso"
+check "disc A is back and reads" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; cmp -s $work/a.iso $sr"
+
+# 4. Refusals: one sentence each, non-zero exit.
+check "no such drive refused" bash -c "$umsd drive -i 3 2>&1 | grep -q 'no drive 3' && ! $umsd drive -i 3 >/dev/null 2>&1"
+check "missing image refused" bash -c "$umsd drive --set-image /nonexistent.iso 2>&1 | grep -q 'does not exist' && ! $umsd drive --set-image /nonexistent.iso >/dev/null 2>&1"
+kill -TERM $umsd_pid
+wait $umsd_pid
+umsd_pid=
+check "daemon not running refused" bash -c "$umsd drive 2>&1 | grep -q 'not running' && ! $umsd drive >/dev/null 2>&1"
+
+if [ "$failed" -gt 0 ]; then
+    echo "# umsd log (last 40 lines):"
+    tail -n 40 "$work/umsd.log" | sed 's/^/# /'
+fi
+summary
