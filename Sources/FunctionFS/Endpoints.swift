@@ -80,8 +80,15 @@ public final class FunctionFSEndpoints {
 
     private func halt(_ fd: Int32, reading: Bool) -> Bool {
         var byte: UInt8 = 0
-        let result = reading ? read(fd, &byte, 1) : write(fd, &byte, 1)
-        return result < 0 && errno == EBADMSG
+        // dummy_hcd at SuperSpeed was seen to refuse (EAGAIN) a halt right after the last IN request completed
+        // to us, as if the request were still on its queue for a moment: try again for up to 50 ms.
+        for _ in 0..<200 {
+            let result = reading ? read(fd, &byte, 1) : write(fd, &byte, 1)
+            if result < 0 && errno == EBADMSG { return true }
+            if result >= 0 || (errno != EAGAIN && errno != EINTR) { return false }
+            usleep(250)
+        }
+        return false
     }
 
     /// wMaxPacketSize of bulk IN at the speed the host connected at.

@@ -311,7 +311,7 @@ final class BulkOnlyFunction {
                 queueCSW(&cmd)
             } else if allQueued && cmd.outstanding == 0 {
                 // Halting with data still queued would fail (and USB forbids it): only once it has all gone.
-                endpoints.haltIn()
+                if !endpoints.haltIn() { logger.warning("bulk IN could not be halted before the CSW (tag \(cmd.cbw.tag))") }
                 queueCSW(&cmd)
             }
         } else if cmd.totalOut > 0 {
@@ -328,7 +328,9 @@ final class BulkOnlyFunction {
                 queueCSW(&cmd)
             }
         } else {
-            if plan.stallIn { endpoints.haltIn() }
+            if plan.stallIn && !endpoints.haltIn() {
+                logger.warning("bulk IN could not be halted before the CSW (tag \(cmd.cbw.tag))")
+            }
             if plan.stallOut {
                 endpoints.haltOut()
                 requestCBWRead()
