@@ -6,11 +6,30 @@ public struct LUNConfiguration: Sendable, Equatable {
     public var path: String
     public var type: DeviceType
     public var readOnly: Bool
+    /// For CD/DVD LUNs: which medium the image presents.
+    public var opticalMedia: OpticalMedia
+    /// INQUIRY strings; nil for the default of the LUN's type.
+    public var identity: Identity?
 
-    public init(path: String, type: DeviceType, readOnly: Bool) {
+    public init(
+        path: String, type: DeviceType, readOnly: Bool, opticalMedia: OpticalMedia = .auto, identity: Identity? = nil
+    ) {
         self.path = path
         self.type = type
         self.readOnly = readOnly
+        self.opticalMedia = opticalMedia
+        self.identity = identity
+    }
+}
+
+extension Identity {
+    /// Parses "VENDOR:PRODUCT:REVISION" (8, 16 and 4 printable ASCII characters at most); nil otherwise.
+    public init?(inquiryString text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, parts[0].count <= 8, parts[1].count <= 16, parts[2].count <= 4,
+            parts.joined().utf8.allSatisfy({ (0x20...0x7E).contains($0) })
+        else { return nil }
+        self.init(vendor: parts[0], product: parts[1], revision: parts[2])
     }
 }
 

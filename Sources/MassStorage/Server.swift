@@ -100,6 +100,7 @@ public final class Server {
                 medium: Medium(
                     byteCount: image.size, readOnly: image.readOnly,
                     supportsUnmap: lun.type == .disk && image.supportsHolePunching),
+                identity: lun.identity, opticalMedia: lun.opticalMedia,
                 serialNumber: "\(configuration.gadget.serial)-\(index)")
         }
         let function: BulkOnlyFunction

@@ -34,6 +34,17 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("rw"), help: "Let the host write the preceding image (disks only).")
     var rwCount: Int
 
+    @Option(
+        name: .customLong("media"),
+        help: "For the preceding image, implies --cdrom: cd, dvd, or auto (DVD above 737,280,000 bytes).")
+    var mediaTypes: [String] = []
+
+    @Option(help: "INQUIRY strings of CD/DVD drives, as VENDOR:PRODUCT:REVISION (8, 16, 4 characters at most).")
+    var cdInquiry: String?
+
+    @Option(help: "INQUIRY strings of flash drives, as VENDOR:PRODUCT:REVISION.")
+    var flashInquiry: String?
+
     @Option(help: "The USB device controller to bind to (default: the only one in /sys/class/udc).")
     var udc: String?
 
@@ -69,6 +80,9 @@ struct Run: ParsableCommand {
         guard UInt16(vendorID, radix: 16) != nil, UInt16(productID, radix: 16) != nil else {
             throw ValidationError("--vendor-id and --product-id take four hex digits, like 1d6b.")
         }
+        for text in [cdInquiry, flashInquiry].compactMap({ $0 }) where Identity(inquiryString: text) == nil {
+            throw ValidationError("\(text): INQUIRY strings are VENDOR:PRODUCT:REVISION, at most 8, 16 and 4 printable characters.")
+        }
         if let serial, serial.count < 12 || !serial.allSatisfy(\.isHexDigit) {
             throw ValidationError("--serial needs at least 12 hex digits (BOT 1.0 section 4.1.1).")
         }
@@ -93,6 +107,20 @@ struct Run: ParsableCommand {
             } else if argument == "--cdrom" || argument == "--rw" {
                 guard !luns.isEmpty else { throw ValidationError("\(argument) must follow the --image it applies to.") }
                 if argument == "--cdrom" { luns[luns.count - 1].type = .cdrom } else { luns[luns.count - 1].readOnly = false }
+            } else if argument == "--media" || argument.hasPrefix("--media=") {
+                guard !luns.isEmpty else { throw ValidationError("--media must follow the --image it applies to.") }
+                let value: String
+                if argument == "--media" {
+                    index += 1
+                    value = index < arguments.count ? arguments[index] : ""
+                } else {
+                    value = String(argument.dropFirst("--media=".count))
+                }
+                guard let media = OpticalMedia(rawValue: value) else {
+                    throw ValidationError("--media takes cd, dvd or auto, not \"\(value)\".")
+                }
+                luns[luns.count - 1].type = .cdrom
+                luns[luns.count - 1].opticalMedia = media
             }
             index += 1
         }
@@ -111,6 +139,11 @@ struct Run: ParsableCommand {
         gadget.name = gadgetName
         gadget.vendorID = UInt16(vendorID, radix: 16)!
         gadget.productID = UInt16(productID, radix: 16)!
+        var luns = self.luns
+        for index in luns.indices {
+            let text = luns[index].type == .cdrom ? cdInquiry : flashInquiry
+            luns[index].identity = text.flatMap { Identity(inquiryString: $0) }
+        }
         let configuration = ServerConfiguration(luns: luns, gadget: gadget, controller: udc)
         do {
             try Server(configuration: configuration, logger: logger).run()

@@ -128,7 +128,7 @@ cp "$work/cd.iso" "$work/big.iso"
 truncate -s 4500000000 "$work/big.iso"
 head -c 1M /dev/urandom >"$work/tail"
 dd if="$work/tail" of="$work/big.iso" bs=1M seek=4290 conv=notrunc status=none
-start_umsd --image "$work/dvd.iso" --cdrom --image "$work/big.iso" --cdrom
+start_umsd --image "$work/dvd.iso" --cdrom --image "$work/big.iso" --media cd --cd-inquiry "HL-DT-ST:DVDRAM GP57EB40:PR10"
 wait_for 30 lun 1 || { not_ok "DVD device appeared"; summary; exit 1; }
 dvd=$(lun 0)
 big=$(lun 1)
@@ -137,6 +137,8 @@ check "cdrom_id: DVD medium" bash -c "/lib/udev/cdrom_id $dvd | grep -q ID_CDROM
 check "READ DVD STRUCTURE physical format on a DVD" bash -c "sg_raw -r 2052 $dvd ad 00 00 00 00 00 00 00 08 04 00 00"
 check "the DVD mounts as iso9660" bash -c "mkdir -p $work/mnt && mount -t iso9660 -o ro $dvd $work/mnt && cmp -s $work/iso/dir/data.bin $work/mnt/dir/data.bin; rc=\$?; umount $work/mnt; exit \$rc"
 big_blocks=$(((4500000000 + 2047) / 2048))
+check "--media cd keeps a 4.5 GB image a CD-ROM" bash -c "sg_get_config $big | grep -q 'Current profile: CD-ROM'"
+check "--cd-inquiry strings reach the host" bash -c "sg_inq $dvd | grep -q 'DVDRAM GP57EB40' && sg_inq $big | grep -q 'HL-DT-ST'"
 check "4.5 GB image: capacity beyond the 2.36 GB CD cap" bash -c "sg_readcap $big | grep -q 'Number of logical blocks=$big_blocks'"
 check "4.5 GB image: reads its end (past 4 GiB)" \
     cmp -s "$work/tail" <(dd if="$big" bs=1M skip=4290 count=1 iflag=direct status=none)
