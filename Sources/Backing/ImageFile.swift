@@ -21,6 +21,9 @@ public final class ImageFile {
     /// The file system under a writable regular file can punch holes (fallocate PUNCH_HOLE), so the LUN may offer
     /// UNMAP. Known from the file system type rather than by trying, which would write to the image.
     public let supportsHolePunching: Bool
+    /// The whole image mapped shared, so bulk IN can take data straight from the page cache (one copy, as the
+    /// kernel's own gadget) instead of pread into a buffer first; nil where mmap failed.
+    public let mapping: UnsafeMutableRawPointer?
 
     /// The corresponding C calls are `open`, `fstat` and `flock`.
     public init(path: String, readOnly: Bool) throws(ImageError) {
@@ -60,9 +63,36 @@ public final class ImageFile {
             && punching.contains(Int(fileSystem.f_type))
         // The host reads images front to back most of the time (installers, dd, file copies).
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        let mapped = mmap(nil, Int(size), PROT_READ, MAP_SHARED, descriptor, 0)
+        mapping = mapped == MAP_FAILED ? nil : mapped
+        if let mapping { _ = madvise(mapping, Int(size), MADV_SEQUENTIAL) }
     }
 
-    deinit { close(fd) }
+    deinit {
+        if let mapping { munmap(mapping, Int(size)) }
+        close(fd)
+    }
+
+    /// The mapped bytes of [offset, offset + length) when they lie wholly inside the file (past its end the
+    /// mapping would fault: the zero padding of a partial last block goes through `read`).
+    public func mapped(at offset: UInt64, length: Int) -> UnsafeMutableRawPointer? {
+        guard let mapping, offset + UInt64(length) <= size else { return nil }
+        return mapping + Int(offset)
+    }
+
+    /// Asks the kernel to start reading [offset, offset + length) into the page cache, without waiting for it.
+    /// The corresponding C call is `madvise(MADV_WILLNEED)` (or `posix_fadvise(WILLNEED)` without a mapping).
+    public func prefetch(at offset: UInt64, length: UInt64) {
+        guard offset < size else { return }
+        let end = min(size, offset + length)
+        let page: UInt64 = 4096
+        let start = offset / page * page
+        if let mapping {
+            _ = madvise(mapping + Int(start), Int(end - start), MADV_WILLNEED)
+        } else {
+            _ = posix_fadvise(fd, off_t(start), off_t(end - start), POSIX_FADV_WILLNEED)
+        }
+    }
 
     /// Fills `buffer` from `offset`, zero past the end of the file. Throws only on an I/O error.
     /// The corresponding C call is `pread`.

@@ -68,27 +68,32 @@ public final class FunctionFSEndpoints {
         }
     }
 
+    /// What became of a request to halt an endpoint.
+    public enum HaltResult: Sendable, Equatable {
+        case halted
+        /// The controller still holds an IN request (dummy_hcd completes short IN requests into an emulated FIFO
+        /// before the host has read them, and refuses the halt until it has): try again later.
+        case busy
+        case failed
+    }
+
     /// Halts bulk IN. f_fs sets a halt when an endpoint file is used in the wrong direction and then reports
-    /// EBADMSG; EAGAIN means a request was still queued and nothing happened (dummy_hcd refuses, as USB allows).
-    /// Returns true when the endpoint is halted.
+    /// EBADMSG; EAGAIN means the controller still had a request queued and nothing happened.
     @discardableResult
-    public func haltIn() -> Bool { halt(bulkIn, reading: true) }
+    public func haltIn() -> HaltResult { halt(bulkIn, reading: true) }
 
     /// Halts bulk OUT (see `haltIn`).
     @discardableResult
-    public func haltOut() -> Bool { halt(bulkOut, reading: false) }
+    public func haltOut() -> HaltResult { halt(bulkOut, reading: false) }
 
-    private func halt(_ fd: Int32, reading: Bool) -> Bool {
+    private func halt(_ fd: Int32, reading: Bool) -> HaltResult {
         var byte: UInt8 = 0
-        // dummy_hcd at SuperSpeed was seen to refuse (EAGAIN) a halt right after the last IN request completed
-        // to us, as if the request were still on its queue for a moment: try again for up to 50 ms.
-        for _ in 0..<200 {
+        while true {
             let result = reading ? read(fd, &byte, 1) : write(fd, &byte, 1)
-            if result < 0 && errno == EBADMSG { return true }
-            if result >= 0 || (errno != EAGAIN && errno != EINTR) { return false }
-            usleep(250)
+            if result < 0 && errno == EINTR { continue }
+            if result < 0 && errno == EBADMSG { return .halted }
+            return result < 0 && errno == EAGAIN ? .busy : .failed
         }
-        return false
     }
 
     /// wMaxPacketSize of bulk IN at the speed the host connected at.

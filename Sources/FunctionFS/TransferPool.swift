@@ -60,5 +60,15 @@ public final class TransferPool {
         return control
     }
 
+    /// Like `prepare`, with memory outside the pool: for bulk IN this is safe to reuse once `io_submit` returns,
+    /// since f_fs copies IN data during the submission.
+    public func prepare(
+        _ slot: Int, fd: Int32, write: Bool, external buffer: UnsafeMutableRawPointer, length: Int, eventFD: Int32
+    ) -> UnsafeMutablePointer<iocb> {
+        let control = iocbs + slot
+        umsd_iocb_prepare(control, fd, write ? 1 : 0, buffer, length, 0, eventFD, UInt64(base + slot))
+        return control
+    }
+
     public func iocbPointer(_ slot: Int) -> UnsafeMutablePointer<iocb> { iocbs + slot }
 }

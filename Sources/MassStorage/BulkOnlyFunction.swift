@@ -19,6 +19,8 @@ final class BulkOnlyFunction {
     /// Files the operator loaded that the target has not put in the drive yet (the host holds the old medium).
     private var pendingImages: [(id: UInt64, file: ImageFile)?]
     private var nextMediumID: UInt64 = 1
+    /// Where each LUN's last read ended, to recognise a sequential stream.
+    private var lastReadEnd: [UInt64]
     private var transport: BulkOnlyTransport
     private(set) var target: Target
     private let logger: Logger
@@ -39,8 +41,10 @@ final class BulkOnlyFunction {
     private var cbwReadQueued = false
     private var wantCBWRead = false
     private var command: ActiveCommand?
-    /// Asked to keep the bulk endpoints halted until a Bulk-Only reset (FunctionFS cannot wedge them).
-    var onAwaitingReset: ((Bool) -> Void)?
+    /// Told how often `timerFired` must run: while a halt waits for the controller, and while the bulk endpoints
+    /// must stay halted until a Bulk-Only reset (FunctionFS cannot wedge them); nil when never.
+    var onTimerChange: ((Int?) -> Void)?
+    private var timerInterval: Int?
 
     private enum SlotRole {
         case idle, cbw, csw, dataIn(Int), dataOut(offset: Int, length: Int)
@@ -65,6 +69,8 @@ final class BulkOnlyFunction {
         var chunkAlignment = 1
         /// A parameter list or WRITE SAME block, gathered before the command acts on it.
         var parameters: [UInt8] = []
+        /// The CSW waits for bulk IN to be halted, which the controller refused for now.
+        var waitingForHalt = false
     }
 
     init(endpoints: FunctionFSEndpoints, images: [ImageFile?], target: Target, transferSize: Int, depth: Int,
@@ -73,6 +79,7 @@ final class BulkOnlyFunction {
         self.endpoints = endpoints
         self.images = images
         pendingImages = Array(repeating: nil, count: images.count)
+        lastReadEnd = Array(repeating: 0, count: images.count)
         self.target = target
         self.logger = logger
         transport = BulkOnlyTransport(maxLUN: UInt8(target.units.count - 1))
@@ -89,6 +96,16 @@ final class BulkOnlyFunction {
     deinit { scratch.deallocate() }
 
     var completionFD: Int32 { aio.eventFD }
+
+    /// A read that continues the previous one is a stream: have the kernel fetch what comes next while this
+    /// command's data crosses the bus, so the next CBW finds its data in the page cache.
+    private func readAhead(lun: Int, range: BlockRange) {
+        guard let image = images[lun] else { return }
+        if range.byteOffset == lastReadEnd[lun] {
+            image.prefetch(at: range.byteOffset + range.byteCount, length: max(4 * range.byteCount, 1 << 20))
+        }
+        lastReadEnd[lun] = range.byteOffset + range.byteCount
+    }
 
     // MARK: ep0
 
@@ -153,14 +170,25 @@ final class BulkOnlyFunction {
         command = nil
         cbwReadQueued = false
         wantCBWRead = false
-        onAwaitingReset?(false)
     }
 
-    /// Called periodically while a CBW was invalid: the host may have cleared the halts without a reset.
-    func reassertHalts() {
-        guard case .awaitingReset = transport.state else { return }
-        endpoints.haltIn()
-        endpoints.haltOut()
+    /// The timer asked for through `onTimerChange` fired: retry a refused halt, and while a CBW was invalid halt
+    /// both endpoints again (the host may have cleared them without the reset).
+    func timerFired() {
+        if case .awaitingReset = transport.state {
+            endpoints.haltIn()
+            endpoints.haltOut()
+        }
+        advance()
+        flush()
+    }
+
+    private func updateTimer() {
+        let wanted: Int? =
+            command?.waitingForHalt == true ? 1 : transport.state == .awaitingReset ? 20 : nil
+        guard wanted != timerInterval else { return }
+        timerInterval = wanted
+        onTimerChange?(wanted)
     }
 
     // MARK: completions
@@ -241,7 +269,6 @@ final class BulkOnlyFunction {
         transport.protocolViolated()
         endpoints.haltIn()
         endpoints.haltOut()
-        onAwaitingReset?(true)
     }
 
     // MARK: commands
@@ -254,7 +281,6 @@ final class BulkOnlyFunction {
             logger.info("invalid CBW (\(defect.rawValue), \(bytes.count) bytes): halting until reset")
             endpoints.haltIn()
             endpoints.haltOut()
-            onAwaitingReset?(true)
         case .execute(let cbw):
             start(cbw)
         }
@@ -273,6 +299,7 @@ final class BulkOnlyFunction {
         command = ActiveCommand(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
                           failure: failure)
         if case .readCD(_, let layout) = reply { command?.chunkAlignment = layout.bytesPerSector }
+        if case .read(let range) = reply { readAhead(lun: lun, range: range) }
         // Commands without a data phase that still touch the medium run now, before their CSW.
         if plan.send == 0 && plan.receive == 0 && command?.failure == nil { runWithoutData(&command!) }
         if plan.receive + plan.discard == 0 && !plan.stallOut {
@@ -296,13 +323,20 @@ final class BulkOnlyFunction {
             let chunk = data.bufferSize / cmd.chunkAlignment * cmd.chunkAlignment
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
                 let length = min(chunk, plan.send - cmd.queued)
-                let buffer = UnsafeMutableRawBufferPointer(rebasing: data.buffer(slot)[0..<length])
-                if !fill(buffer, for: &cmd, at: cmd.queued) {
-                    data.give(slot)
-                    break
+                if case .read(let range) = cmd.reply,
+                    let source = images[cmd.lun]?.mapped(at: range.byteOffset + UInt64(cmd.queued), length: length)
+                {
+                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
+                            length: length)
+                } else {
+                    let buffer = UnsafeMutableRawBufferPointer(rebasing: data.buffer(slot)[0..<length])
+                    if !fill(buffer, for: &cmd, at: cmd.queued) {
+                        data.give(slot)
+                        break
+                    }
+                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, write: true,
+                            length: length)
                 }
-                enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, write: true,
-                        length: length)
                 cmd.queued += length
                 cmd.outstanding += 1
             }
@@ -311,8 +345,7 @@ final class BulkOnlyFunction {
                 queueCSW(&cmd)
             } else if allQueued && cmd.outstanding == 0 {
                 // Halting with data still queued would fail (and USB forbids it): only once it has all gone.
-                if !endpoints.haltIn() { logger.warning("bulk IN could not be halted before the CSW (tag \(cmd.cbw.tag))") }
-                queueCSW(&cmd)
+                haltInThenCSW(&cmd)
             }
         } else if cmd.totalOut > 0 {
             while cmd.queued < cmd.totalOut, let slot = data.take() {
@@ -328,13 +361,31 @@ final class BulkOnlyFunction {
                 queueCSW(&cmd)
             }
         } else {
-            if plan.stallIn && !endpoints.haltIn() {
-                logger.warning("bulk IN could not be halted before the CSW (tag \(cmd.cbw.tag))")
-            }
-            if plan.stallOut {
+            if plan.stallOut && !cmd.waitingForHalt {
                 endpoints.haltOut()
                 requestCBWRead()
             }
+            if plan.stallIn {
+                haltInThenCSW(&cmd)
+            } else {
+                queueCSW(&cmd)
+            }
+        }
+    }
+
+    /// BOT 1.0 §6.7: when the host expects more data than comes, bulk IN stalls before the CSW. A controller that
+    /// still holds the last IN data refuses the halt; the CSW then waits and the timer retries (f_mass_storage
+    /// retries too), until the halt takes or a reset or disconnect abandons the command.
+    private func haltInThenCSW(_ cmd: inout ActiveCommand) {
+        switch endpoints.haltIn() {
+        case .halted:
+            cmd.waitingForHalt = false
+            queueCSW(&cmd)
+        case .busy:
+            cmd.waitingForHalt = true
+        case .failed:
+            logger.warning("bulk IN could not be halted before the CSW (tag \(cmd.cbw.tag))")
+            cmd.waitingForHalt = false
             queueCSW(&cmd)
         }
     }
@@ -385,6 +436,16 @@ final class BulkOnlyFunction {
         wantCBWRead = true
     }
 
+    private func enqueue(
+        pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, external: UnsafeMutableRawPointer, length: Int
+    ) {
+        let tag = pool.base + slot
+        roles[tag] = role
+        generations[tag] = generation
+        // The image mapping outlives the submission, which is when f_fs copies IN data.
+        batch.append(pool.prepare(slot, fd: fd, write: true, external: external, length: length, eventFD: aio.eventFD))
+    }
+
     private func enqueue(pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool, length: Int) {
         let tag = pool.base + slot
         roles[tag] = role
@@ -394,6 +455,7 @@ final class BulkOnlyFunction {
 
     /// Submits everything prepared since the last flush, the next CBW read last.
     func flush() {
+        defer { updateTimer() }
         if wantCBWRead && !cbwReadQueued && enabled, case .idle = transport.state, let slot = control.take() {
             wantCBWRead = false
             cbwReadQueued = true

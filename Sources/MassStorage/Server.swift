@@ -123,7 +123,7 @@ public final class Server {
             throw ServerError("FunctionFS could not be set up: \(error).")
         }
         let writable = configuration.luns.map { !$0.readOnly }
-        function.onAwaitingReset = { awaiting in timer.schedule(everyMilliseconds: awaiting ? 20 : nil) }
+        function.onTimerChange = { interval in timer.schedule(everyMilliseconds: interval) }
 
         do {
             try gadget.bind(to: controller)
@@ -160,7 +160,7 @@ public final class Server {
                     }
                 case Token.timer:
                     timer.acknowledge()
-                    function.reassertHalts()
+                    function.timerFired()
                 case Token.control:
                     while let (client, line) = control.acceptRequest() {
                         control.respond(to: client, function.handleControl(line, writable: writable))
