@@ -24,6 +24,8 @@ public final class ImageFile {
     /// The whole image mapped shared, so bulk IN can take data straight from the page cache (one copy, as the
     /// kernel's own gadget) instead of pread into a buffer first; nil where mmap failed.
     public let mapping: UnsafeMutableRawPointer?
+    /// The image had no holes when opened and cannot get any (no UNMAP): reads may use the mapping.
+    private let readsThroughMapping: Bool
 
     /// The corresponding C calls are `open`, `fstat` and `flock`.
     public init(path: String, readOnly: Bool) throws(ImageError) {
@@ -63,9 +65,11 @@ public final class ImageFile {
             && punching.contains(Int(fileSystem.f_type))
         // The host reads images front to back most of the time (installers, dd, file copies).
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        let mapped = mmap(nil, Int(size), PROT_READ, MAP_SHARED, descriptor, 0)
+        let mapped = mmap(nil, Int(size), readOnly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
         mapping = mapped == MAP_FAILED ? nil : mapped
         if let mapping { _ = madvise(mapping, Int(size), MADV_SEQUENTIAL) }
+        let allocated = UInt64(status.st_blocks) * 512
+        readsThroughMapping = mapping != nil && !supportsHolePunching && (kind == S_IFBLK || allocated >= size)
     }
 
     deinit {
@@ -78,6 +82,18 @@ public final class ImageFile {
     public func mapped(at offset: UInt64, length: Int) -> UnsafeMutableRawPointer? {
         guard let mapping, offset + UInt64(length) <= size else { return nil }
         return mapping + Int(offset)
+    }
+
+    /// Like `mapped(at:length:)`, for sending the image to the host. Not for sparse or thin-provisioned images:
+    /// a read fault on a hole gives the file a page of its own (on tmpfs, memory), where pread reads holes as
+    /// zeros and leaves them holes.
+    public func mappedForReading(at offset: UInt64, length: Int) -> UnsafeMutableRawPointer? {
+        readsThroughMapping ? mapped(at: offset, length: length) : nil
+    }
+
+    /// Like `mapped(at:length:)`, for receiving host data straight into the image (writable images only).
+    public func mappedForWriting(at offset: UInt64, length: Int) -> UnsafeMutableRawPointer? {
+        readOnly ? nil : mapped(at: offset, length: length)
     }
 
     /// Asks the kernel to start reading [offset, offset + length) into the page cache, without waiting for it.

@@ -60,8 +60,8 @@ public final class TransferPool {
         return control
     }
 
-    /// Like `prepare`, with memory outside the pool: for bulk IN this is safe to reuse once `io_submit` returns,
-    /// since f_fs copies IN data during the submission.
+    /// Like `prepare`, with memory outside the pool. For bulk IN it may be reused once `io_submit` returns, since
+    /// f_fs copies IN data during the submission; for bulk OUT it must stay valid until the completion.
     public func prepare(
         _ slot: Int, fd: Int32, write: Bool, external buffer: UnsafeMutableRawPointer, length: Int, eventFD: Int32
     ) -> UnsafeMutablePointer<iocb> {

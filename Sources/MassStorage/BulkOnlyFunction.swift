@@ -2,6 +2,7 @@ import Backing
 import CLibAIO
 import BulkOnly
 import FunctionFS
+import Glibc
 import Logging
 import SCSI
 import USBDescriptors
@@ -19,6 +20,8 @@ final class BulkOnlyFunction {
     /// Files the operator loaded that the target has not put in the drive yet (the host holds the old medium).
     private var pendingImages: [(id: UInt64, file: ImageFile)?]
     private var nextMediumID: UInt64 = 1
+    /// Data-out transfers landing straight in an image mapping: no image may be unmapped while any is in flight.
+    private var directWritesInFlight = 0
     /// Where each LUN's last read ended, to recognise a sequential stream.
     private var lastReadEnd: [UInt64]
     private var transport: BulkOnlyTransport
@@ -47,7 +50,9 @@ final class BulkOnlyFunction {
     private var timerInterval: Int?
 
     private enum SlotRole {
-        case idle, cbw, csw, dataIn(Int), dataOut(offset: Int, length: Int)
+        case idle, cbw, csw, dataIn(Int)
+        /// `direct`: received straight into the image's mapping rather than a pool buffer.
+        case dataOut(offset: Int, length: Int, direct: Bool)
     }
 
     fileprivate struct ActiveCommand {
@@ -196,6 +201,8 @@ final class BulkOnlyFunction {
     func reapCompletions() {
         aio.reap { tag, result in complete(tag: Int(tag), result: result) }
         advance()
+        // A media change may have waited for the last direct write to land.
+        if directWritesInFlight == 0 { for lun in images.indices { reconcileImages(lun: lun) } }
         flush()
     }
 
@@ -236,9 +243,19 @@ final class BulkOnlyFunction {
             cmd.completed += min(result, length)
             cmd.used += min(result, length)
             command = cmd
-        case .dataOut(let offset, let length):
+        case .dataOut(let offset, let length, let direct):
+            if direct { directWritesInFlight -= 1 }
             guard current, var cmd = command else { return release(tag) }
             cmd.outstanding -= 1
+            if direct, result == -Int(EFAULT), case .write(let range, _) = cmd.reply {
+                // f_fs could not copy into the mapping: the image's file system refused the page (full disk).
+                logger.error("writing \(images[cmd.lun]?.path ?? "the image") at block \(range.lba + UInt64(offset / range.blockSize)) failed: no space or I/O error")
+                cmd.failure = cmd.failure ?? target.writeFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+                release(tag)
+                cmd.completed += length
+                command = cmd
+                return
+            }
             guard result >= 0 else {
                 release(tag)
                 return abort(cmd, "data-out transfer failed: \(errnoName(-result))")
@@ -249,7 +266,9 @@ final class BulkOnlyFunction {
                 abort(cmd, "host sent \(result) of \(length) bytes of a data-out transfer")
                 return protocolFailure()
             }
-            if cmd.failure == nil, offset < cmd.plan.receive {
+            if direct {
+                cmd.used += length
+            } else if cmd.failure == nil, offset < cmd.plan.receive {
                 let useful = min(length, cmd.plan.receive - offset)
                 consume(UnsafeRawBufferPointer(rebasing: pool.buffer(slot)[0..<useful]), at: offset, for: &cmd)
             }
@@ -324,7 +343,7 @@ final class BulkOnlyFunction {
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
                 let length = min(chunk, plan.send - cmd.queued)
                 if case .read(let range) = cmd.reply,
-                    let source = images[cmd.lun]?.mapped(at: range.byteOffset + UInt64(cmd.queued), length: length)
+                    let source = images[cmd.lun]?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
                 {
                     enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
                             length: length)
@@ -349,9 +368,21 @@ final class BulkOnlyFunction {
             }
         } else if cmd.totalOut > 0 {
             while cmd.queued < cmd.totalOut, let slot = data.take() {
-                let length = min(data.bufferSize, cmd.totalOut - cmd.queued)
-                enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length),
-                        fd: endpoints.bulkOut, write: false, length: length)
+                // A request never spans what the command uses and what it discards.
+                let boundary = cmd.queued < plan.receive ? plan.receive : cmd.totalOut
+                let length = min(data.bufferSize, boundary - cmd.queued)
+                if cmd.queued < plan.receive, cmd.failure == nil, case .write(let range, _) = cmd.reply,
+                    let target = images[cmd.lun]?.mappedForWriting(
+                        at: range.byteOffset + UInt64(cmd.queued), length: length)
+                {
+                    // One copy, as the kernel's gadget: f_fs writes the host's data into the page cache itself.
+                    directWritesInFlight += 1
+                    enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length, direct: true),
+                            fd: endpoints.bulkOut, write: false, external: target, length: length)
+                } else {
+                    enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length, direct: false),
+                            fd: endpoints.bulkOut, write: false, length: length)
+                }
                 cmd.queued += length
                 cmd.outstanding += 1
                 if cmd.queued == cmd.totalOut { requestCBWRead() }
@@ -437,13 +468,15 @@ final class BulkOnlyFunction {
     }
 
     private func enqueue(
-        pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, external: UnsafeMutableRawPointer, length: Int
+        pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool = true, external: UnsafeMutableRawPointer,
+        length: Int
     ) {
         let tag = pool.base + slot
         roles[tag] = role
         generations[tag] = generation
-        // The image mapping outlives the submission, which is when f_fs copies IN data.
-        batch.append(pool.prepare(slot, fd: fd, write: true, external: external, length: length, eventFD: aio.eventFD))
+        // The image mapping outlives an IN submission (when f_fs copies the data) and, since no image is unmapped
+        // while `directWritesInFlight` > 0, an OUT transfer too.
+        batch.append(pool.prepare(slot, fd: fd, write: write, external: external, length: length, eventFD: aio.eventFD))
     }
 
     private func enqueue(pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool, length: Int) {
@@ -717,6 +750,7 @@ extension BulkOnlyFunction {
     /// Makes the backing files follow the target's media, but never under a command that is using them.
     fileprivate func reconcileImages(lun: Int) {
         if let cmd = command, cmd.lun == lun, !cmd.cswQueued { return }
+        if directWritesInFlight > 0 { return }
         let unit = target.units[lun]
         if let pending = pendingImages[lun], unit.medium?.id == pending.id {
             retire(images[lun])

@@ -43,8 +43,8 @@ public struct ServerConfiguration: Sendable {
     public var runDirectory = "/run/umsd"
     /// Bytes per bulk transfer request.
     public var transferSize = 64 * 1024
-    /// Bulk data requests in flight at once.
-    public var transferDepth = 8
+    /// Bulk data requests in flight at once (16 x 64 KiB covers a whole 1 MiB SuperSpeed command).
+    public var transferDepth = 16
 
     public init(luns: [LUNConfiguration], gadget: GadgetDescription, controller: String?) {
         self.luns = luns

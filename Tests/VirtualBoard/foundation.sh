@@ -89,6 +89,24 @@ check "bytes around the write untouched" \
         <(head -c 1M "$work/disk.orig"; tail -c +4194305 "$work/disk.orig")
 check "no gadget left behind" wait_for 10 gadget_gone
 
+# 2b. A full disk under a writable sparse image: the host's write fails with an error, umsd keeps serving, and
+# what was written before the disk filled up is in the image.
+mkdir -p "$work/small"
+mount -t tmpfs -o size=8M tmpfs "$work/small"
+truncate -s 32M "$work/small/sparse.img"
+start_umsd --image "$work/small/sparse.img" --rw
+wait_for 30 lun_block_device $vid $pid $serial 0
+sd=$(lun_block_device $vid $pid $serial 0)
+head -c 2M /dev/urandom >"$work/first"
+check "writes fit while there is room" dd if="$work/first" of="$sd" bs=64k oflag=direct conv=fsync status=none
+check "a write beyond the free space fails on the host" \
+    bash -c "! dd if=/dev/urandom of=$sd bs=1M seek=4 count=16 oflag=direct conv=fsync status=none 2>/dev/null"
+check "umsd logged the write error" grep -q "no space or I/O error\|failed: No space" "$work/umsd.log"
+check "umsd still serves after the full disk" cmp -s "$work/first" <(dd if="$sd" bs=64k count=32 iflag=direct status=none)
+stop_umsd
+check "what was written before is in the image" cmp -s "$work/first" <(head -c 2M "$work/small/sparse.img")
+umount "$work/small"
+
 # 3. A crash leaves a gadget bound; the next start cleans it up and serves again.
 start_umsd --image "$work/test.iso" --cdrom
 wait_for 30 lun_block_device $vid $pid $serial 0
