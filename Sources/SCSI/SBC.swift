@@ -1,6 +1,6 @@
 /// Block commands (SBC-3): reads and writes of every size, capacity, cache, verify and thin provisioning.
 extension Target {
-    /// The LBA, block count and FUA bit of a READ/WRITE/VERIFY CDB of any length.
+    /// The LBA, block count and FUA bit of a READ/WRITE/VERIFY/SYNCHRONIZE CACHE/WRITE SAME CDB of any length.
     private func addressing(_ command: Command, _ cdb: CDB) -> (lba: UInt64, blocks: UInt64, fua: Bool)? {
         let fua = (cdb[1] ?? 0) & 0x08 != 0
         switch command {
@@ -9,13 +9,13 @@ extension Target {
             guard let high = cdb[1], let middle = cdb.be16(2), let length = cdb[4] else { return nil }
             let lba = UInt64(high & 0x1F) << 16 | UInt64(middle)
             return (lba, length == 0 ? 256 : UInt64(length), false)
-        case .read10, .write10, .verify10, .writeAndVerify10:
+        case .read10, .write10, .verify10, .writeAndVerify10, .synchronizeCache10, .writeSame10:
             guard let lba = cdb.be32(2), let blocks = cdb.be16(7) else { return nil }
             return (UInt64(lba), UInt64(blocks), fua)
         case .read12, .write12, .verify12, .writeAndVerify12:
             guard let lba = cdb.be32(2), let blocks = cdb.be32(6) else { return nil }
             return (UInt64(lba), UInt64(blocks), fua)
-        case .read16, .write16, .verify16, .writeAndVerify16:
+        case .read16, .write16, .verify16, .writeAndVerify16, .synchronizeCache16, .writeSame16:
             guard let lba = cdb.be64(2), let blocks = cdb.be32(10) else { return nil }
             return (lba, UInt64(blocks), fua)
         default:
@@ -82,16 +82,7 @@ extension Target {
     }
 
     func synchronizeCache(_ command: Command, _ cdb: CDB, unit: LogicalUnit) -> Reply {
-        let lba: UInt64?
-        let blocks: UInt64?
-        if command == .synchronizeCache10 {
-            lba = cdb.be32(2).map(UInt64.init)
-            blocks = cdb.be16(7).map(UInt64.init)
-        } else {
-            lba = cdb.be64(2)
-            blocks = cdb.be32(10).map(UInt64.init)
-        }
-        guard let lba, let blocks else { return .checkCondition(.invalidFieldInCDB) }
+        guard let (lba, blocks, _) = addressing(command, cdb) else { return .checkCondition(.invalidFieldInCDB) }
         // A length of 0 means "to the end of the medium".
         guard inRange(lba, blocks, unit), lba < unit.blockCount || blocks != 0 else {
             return .checkCondition(.lbaOutOfRange)
@@ -134,16 +125,7 @@ extension Target {
         let unmap = flags & 0x08 != 0
         // ANCHOR, PBDATA, LBDATA are not supported.
         guard flags & 0x16 == 0 else { return .checkCondition(.invalidFieldInCDB) }
-        let lba: UInt64?
-        let blocks: UInt64?
-        if command == .writeSame10 {
-            lba = cdb.be32(2).map(UInt64.init)
-            blocks = cdb.be16(7).map(UInt64.init)
-        } else {
-            lba = cdb.be64(2)
-            blocks = cdb.be32(10).map(UInt64.init)
-        }
-        guard let lba, let blocks else { return .checkCondition(.invalidFieldInCDB) }
+        guard let (lba, blocks, _) = addressing(command, cdb) else { return .checkCondition(.invalidFieldInCDB) }
         // WSNZ is set in VPD B0: "zero blocks means to the end" is refused rather than risked.
         guard blocks > 0 else { return .checkCondition(.invalidFieldInCDB) }
         guard inRange(lba, blocks, unit) else { return .checkCondition(.lbaOutOfRange) }
