@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Pure protocol core: no syscalls, exhaustively unit-tested.
@@ -38,6 +39,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The appliance daemon: configuration, drives, control.
+        .target(name: "Daemon", dependencies: ["SCSI", "Gadget", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "umsd",
             dependencies: [
@@ -50,6 +53,7 @@ let package = Package(
         .testTarget(name: "USBDescriptorsTests", dependencies: ["USBDescriptors"]),
         .testTarget(name: "BulkOnlyTests", dependencies: ["BulkOnly"]),
         .testTarget(name: "SCSITests", dependencies: ["SCSI"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
     ],
     swiftLanguageModes: [.v6]
 )
