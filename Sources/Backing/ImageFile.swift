@@ -16,6 +16,8 @@ public final class ImageFile {
     public let path: String
     public let readOnly: Bool
     public let size: UInt64
+    /// Device and inode: the same file opened under two names is still one file.
+    public let fileID: FileID
     private let fd: Int32
     var descriptor: Int32 { fd }
     /// The file system under a writable regular file can punch holes (fallocate PUNCH_HOLE), so the LUN may offer
@@ -56,6 +58,7 @@ public final class ImageFile {
             throw ImageError("The image \(path) is empty.")
         }
         self.size = size
+        fileID = FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
         fd = descriptor
         var fileSystem = statfs()
         // ext4, XFS, Btrfs, tmpfs, F2FS: the Linux file systems images live on that implement PUNCH_HOLE.
@@ -160,4 +163,10 @@ extension ImageFile {
             throw ImageError("Punching a hole in \(path) at \(offset) failed: \(String(cString: strerror(errno))).")
         }
     }
+}
+
+/// Identifies a file regardless of the path it was opened by.
+public struct FileID: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
 }

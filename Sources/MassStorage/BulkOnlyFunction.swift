@@ -16,7 +16,7 @@ final class BulkOnlyFunction {
     private let endpoints: FunctionFSEndpoints
     private let aio: AsyncIO
     /// The backing file of each LUN's loaded medium, by LUN.
-    private var images: [ImageFile?]
+    private(set) var images: [ImageFile?]
     /// Files the operator loaded that the target has not put in the drive yet (the host holds the old medium).
     private var pendingImages: [(id: UInt64, file: ImageFile)?]
     private var nextMediumID: UInt64 = 1
@@ -78,9 +78,16 @@ final class BulkOnlyFunction {
         var waitingForHalt = false
     }
 
-    init(endpoints: FunctionFSEndpoints, images: [ImageFile?], target: Target, transferSize: Int, depth: Int,
-         logger: Logger) throws(SystemError)
+    /// Whether the operator lets the host write each drive (flash drives only).
+    var writable: [Bool]
+    /// INQUIRY strings each drive was configured with (nil: the type's default), kept across type changes.
+    let identities: [Identity?]
+
+    init(endpoints: FunctionFSEndpoints, images: [ImageFile?], target: Target, writable: [Bool],
+         identities: [Identity?], transferSize: Int, depth: Int, logger: Logger) throws(SystemError)
     {
+        self.writable = writable
+        self.identities = identities
         self.endpoints = endpoints
         self.images = images
         pendingImages = Array(repeating: nil, count: images.count)
@@ -714,8 +721,25 @@ struct DriveState: Codable, Sendable, Equatable {
 extension BulkOnlyFunction {
     /// Loads `path` into `lun`. The file is opened now (errors are the operator's to see); it reaches the host as the
     /// target's medium model says: at once, or after the host answers an eject request.
-    func load(_ path: String, lun: Int, readOnly: Bool) throws(ImageError) -> MediumRequestResult {
-        let file = try ImageFile(path: path, readOnly: readOnly)
+    func load(_ path: String, lun: Int, readOnly: Bool) throws(ControlFailure) -> MediumRequestResult {
+        let file: ImageFile
+        do {
+            // Reloading the drive's own image the other way (read-only vs writable) must not trip on its own lock.
+            if let current = images[lun], current.path == path, current.readOnly != readOnly {
+                retire(current)
+                images[lun] = nil
+            }
+            file = try ImageFile(path: path, readOnly: readOnly)
+        } catch {
+            throw ControlFailure("image", error.description)
+        }
+        for other in images.indices where other != lun {
+            let files = [images[other], pendingImages[other]?.file].compactMap { $0 }
+            if let shared = files.first(where: { $0.fileID == file.fileID }), !(shared.readOnly && readOnly) {
+                throw ControlFailure(
+                    "image-in-use", "The image \(path) is in use by drive \(other); eject it there first.")
+            }
+        }
         let id = nextMediumID
         nextMediumID += 1
         pendingImages[lun] = (id, file)
@@ -763,6 +787,40 @@ extension BulkOnlyFunction {
         if let pending = pendingImages[lun], unit.queuedMedium?.id != pending.id, unit.medium?.id != pending.id {
             pendingImages[lun] = nil  // the operator's load was replaced or cancelled
         }
+    }
+
+    /// Makes every writable image durable (on shutdown).
+    func synchronizeImages() {
+        for image in images + pendingImages.map({ $0?.file }) { retire(image) }
+    }
+
+    /// Makes `lun` a CD/DVD or a flash drive, keeping its image (opened read-only for a CD/DVD). The host sees the
+    /// new type only after it enumerates the device again.
+    func changeType(lun: Int, cdrom: Bool) throws(ControlFailure) {
+        let type: DeviceType = cdrom ? .cdrom : .disk
+        if cdrom { writable[lun] = false }
+        var medium: Medium?
+        if let path = images[lun]?.path {
+            let readOnly = !writable[lun]
+            if images[lun]?.readOnly != readOnly {
+                retire(images[lun])
+                images[lun] = nil
+                do { images[lun] = try ImageFile(path: path, readOnly: readOnly) } catch {
+                    throw ControlFailure("image", error.description)
+                }
+            }
+            if let file = images[lun] {
+                medium = Medium(
+                    byteCount: file.size, readOnly: file.readOnly,
+                    supportsUnmap: type == .disk && file.supportsHolePunching, id: nextMediumID)
+                nextMediumID += 1
+            }
+        }
+        pendingImages[lun] = nil
+        let old = target.units[lun]
+        target.units[lun] = LogicalUnit(
+            type: type, medium: medium, identity: identities[lun], opticalMedia: .auto, serialNumber: old.serialNumber)
+        logger.info("LUN \(lun): now a \(cdrom ? "CD/DVD" : "flash") drive")
     }
 
     private func retire(_ image: ImageFile?) {

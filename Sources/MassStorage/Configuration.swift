@@ -3,7 +3,8 @@ import SCSI
 
 /// One LUN as the operator asked for it.
 public struct LUNConfiguration: Sendable, Equatable {
-    public var path: String
+    /// The image to start with; nil for an empty drive.
+    public var path: String?
     public var type: DeviceType
     public var readOnly: Bool
     /// For CD/DVD LUNs: which medium the image presents.
@@ -12,7 +13,7 @@ public struct LUNConfiguration: Sendable, Equatable {
     public var identity: Identity?
 
     public init(
-        path: String, type: DeviceType, readOnly: Bool, opticalMedia: OpticalMedia = .auto, identity: Identity? = nil
+        path: String?, type: DeviceType, readOnly: Bool, opticalMedia: OpticalMedia = .auto, identity: Identity? = nil
     ) {
         self.path = path
         self.type = type
@@ -43,6 +44,12 @@ public struct ServerConfiguration: Sendable {
     public var runDirectory = "/run/umsd"
     /// Bytes per bulk transfer request.
     public var transferSize = 64 * 1024
+    /// Where the control socket listens; nil for `<runDirectory>/<gadget>.sock`.
+    public var controlSocket: String?
+    /// A drive switched between CD/DVD and flash is re-enumerated (a short unplug) so the host sees the new type.
+    public var reenumerateOnTypeChange = true
+    /// Called once the gadget is bound and serving (the daemon tells systemd it is ready).
+    public var onReady: (@Sendable () -> Void)?
     /// Bulk data requests in flight at once (16 x 64 KiB covers a whole 1 MiB SuperSpeed command).
     public var transferDepth = 16
 

@@ -8,19 +8,31 @@ import SCSI
 ///     {"command": "load", "lun": 0, "image": "/srv/images/debian.iso"}
 ///     {"command": "eject", "lun": 0, "force": false}
 ///
-/// Every response carries `ok`; a success has `result` ("done" or "eject-requested") and the drives, a failure an
-/// `error` with a `code` and a `message` sentence.
+///     {"command": "set", "lun": 1, "cdrom": true}      (a CD/DVD drive now; the host re-enumerates it)
+///     {"command": "set", "lun": 1, "rw": true}
+///     {"command": "disconnect"}    {"command": "connect"}
+///
+/// Every response carries `ok` and `connected`; a success has `result` ("done" or "eject-requested") and the
+/// drives, a failure an `error` with a `code` and a `message` sentence.
 public struct DriveRequest: Codable, Sendable, Equatable {
     public var command: String
     public var lun: Int?
     public var image: String?
     public var force: Bool?
+    /// For "set": make the drive a CD/DVD (true) or a flash drive (false).
+    public var cdrom: Bool?
+    /// For "set": let the host write the drive.
+    public var rw: Bool?
 
-    public init(command: String, lun: Int? = nil, image: String? = nil, force: Bool? = nil) {
+    public init(
+        command: String, lun: Int? = nil, image: String? = nil, force: Bool? = nil, cdrom: Bool? = nil, rw: Bool? = nil
+    ) {
         self.command = command
         self.lun = lun
         self.image = image
         self.force = force
+        self.cdrom = cdrom
+        self.rw = rw
     }
 }
 
@@ -34,6 +46,8 @@ public struct DriveResponse: Codable, Sendable, Equatable {
     public var result: String?
     public var drives: [Drive]?
     public var error: Failure?
+    /// Whether the gadget is connected to the host (bound to its controller).
+    public var connected: Bool?
 
     /// One drive (LUN) as the operator sees it.
     public struct Drive: Codable, Sendable, Equatable {
@@ -47,56 +61,97 @@ public struct DriveResponse: Codable, Sendable, Equatable {
         public var queuedImage: String?
     }
 
-    static func failure(_ code: String, _ message: String) -> DriveResponse {
-        DriveResponse(ok: false, result: nil, drives: nil, error: Failure(code: code, message: message))
+}
+
+/// A control request refused, with a code and a sentence that says what to do.
+public struct ControlFailure: Error, Sendable, Equatable {
+    public var code: String
+    public var message: String
+
+    public init(_ code: String, _ message: String) {
+        self.code = code
+        self.message = message
     }
 }
 
 extension BulkOnlyFunction {
-    /// Serves one request line; never throws: every problem becomes an error response.
-    func handleControl(_ line: [UInt8], writable: [Bool]) -> [UInt8] {
+    /// Serves one request line; never throws: every problem becomes an error response. `gadget` carries out
+    /// what only the server can (connect, disconnect, re-enumerate).
+    func handleControl(
+        _ line: [UInt8], gadget: (DriveRequest) throws(ControlFailure) -> Void, connected: () -> Bool
+    ) -> [UInt8] {
         let response: DriveResponse
-        if let request = try? JSONDecoder().decode(DriveRequest.self, from: Data(line)) {
-            response = serve(request, writable: writable)
-        } else {
-            response = .failure("bad-request", "The request is not a JSON object with a \"command\".")
+        do throws(ControlFailure) {
+            guard let request = try? JSONDecoder().decode(DriveRequest.self, from: Data(line)) else {
+                throw ControlFailure("bad-request", "The request is not a JSON object with a \"command\".")
+            }
+            let result = try serve(request, gadget: gadget)
+            response = DriveResponse(ok: true, result: result, drives: driveList(), error: nil, connected: connected())
+        } catch {
+            response = DriveResponse(
+                ok: false, result: nil, drives: nil, error: .init(code: error.code, message: error.message),
+                connected: connected())
         }
         return Array((try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false}".utf8))
     }
 
-    private func serve(_ request: DriveRequest, writable: [Bool]) -> DriveResponse {
-        let count = target.units.count
-        func drivesResponse(_ result: String) -> DriveResponse {
-            let drives = drives().map {
-                DriveResponse.Drive(
-                    lun: $0.lun, cdrom: $0.cdrom, writable: $0.writable, image: $0.image, present: $0.present,
-                    locked: $0.locked, trayOpen: $0.trayOpen, queuedImage: $0.queuedImage)
-            }
-            return DriveResponse(ok: true, result: result, drives: drives, error: nil)
+    private func driveList() -> [DriveResponse.Drive] {
+        drives().map {
+            DriveResponse.Drive(
+                lun: $0.lun, cdrom: $0.cdrom, writable: $0.writable, image: $0.image, present: $0.present,
+                locked: $0.locked, trayOpen: $0.trayOpen, queuedImage: $0.queuedImage)
         }
+    }
+
+    private func drive(_ request: DriveRequest) throws(ControlFailure) -> Int {
+        let lun = request.lun ?? 0
+        let count = target.units.count
+        guard (0..<count).contains(lun) else {
+            throw ControlFailure("no-such-drive", "There is no drive \(lun): this umsd serves drives 0 to \(count - 1).")
+        }
+        return lun
+    }
+
+    private func serve(_ request: DriveRequest, gadget: (DriveRequest) throws(ControlFailure) -> Void)
+        throws(ControlFailure) -> String
+    {
+        func outcome(_ result: MediumRequestResult) -> String { result == .done ? "done" : "eject-requested" }
         switch request.command {
         case "status":
-            return drivesResponse("done")
-        case "load", "eject":
-            let lun = request.lun ?? 0
-            guard (0..<count).contains(lun) else {
-                return .failure("no-such-drive", "There is no drive \(lun): this umsd serves drives 0 to \(count - 1).")
-            }
-            if request.command == "eject" {
-                let result = unload(lun: lun, force: request.force ?? false)
-                return drivesResponse(result == .done ? "done" : "eject-requested")
-            }
+            return "done"
+        case "connect", "disconnect":
+            try gadget(request)
+            return "done"
+        case "eject":
+            return outcome(unload(lun: try drive(request), force: request.force ?? false))
+        case "load":
+            let lun = try drive(request)
             guard let path = request.image, !path.isEmpty else {
-                return .failure("bad-request", "Say which image to load with \"image\".")
+                throw ControlFailure("bad-request", "Say which image to load with \"image\".")
             }
-            do {
-                let result = try load(path, lun: lun, readOnly: !writable[lun])
-                return drivesResponse(result == .done ? "done" : "eject-requested")
-            } catch {
-                return .failure("image", error.description)
+            return outcome(try load(path, lun: lun, readOnly: !writable[lun]))
+        case "set":
+            let lun = try drive(request)
+            var result = "done"
+            if let cdrom = request.cdrom, cdrom != (target.units[lun].type == .cdrom) {
+                try changeType(lun: lun, cdrom: cdrom)
+                try gadget(DriveRequest(command: "reconnect"))
             }
+            if let rw = request.rw, rw != writable[lun] {
+                guard target.units[lun].type == .disk || !rw else {
+                    throw ControlFailure(
+                        "cdrom-read-only", "A CD/DVD drive cannot be writable: switch drive \(lun) to flash first.")
+                }
+                writable[lun] = rw
+                if let path = images[lun]?.path {
+                    // The same image again, opened the other way: a medium change for the host.
+                    result = outcome(try load(path, lun: lun, readOnly: !rw))
+                }
+            }
+            return result
         default:
-            return .failure("bad-request", "Unknown command \"\(request.command)\": use status, load or eject.")
+            throw ControlFailure(
+                "bad-request", "Unknown command \"\(request.command)\": use status, load, eject, set, connect or disconnect.")
         }
     }
 }

@@ -10,7 +10,7 @@ import USBDescriptors
 public final class Server {
     private let configuration: ServerConfiguration
     private let logger: Logger
-    private let images: [ImageFile]
+    private let images: [ImageFile?]
 
     /// Opens every image; nothing on the machine is changed yet.
     public init(configuration: ServerConfiguration, logger: Logger) throws(ServerError) {
@@ -21,13 +21,17 @@ public final class Server {
         }
         guard !configuration.luns.isEmpty else { throw ServerError("Give at least one image with --image.") }
         guard configuration.luns.count <= 16 else { throw ServerError("At most 16 images can be served (BOT LUNs 0-15).") }
-        var images: [ImageFile] = []
+        var images: [ImageFile?] = []
         for lun in configuration.luns {
             if lun.type == .cdrom && !lun.readOnly {
-                throw ServerError("A CD/DVD image cannot be writable: drop --rw for \(lun.path), or serve it as a flash drive.")
+                throw ServerError("A CD/DVD image cannot be writable: drop --rw for \(lun.path ?? "it"), or serve it as a flash drive.")
+            }
+            guard let path = lun.path else {
+                images.append(nil)
+                continue
             }
             do {
-                images.append(try ImageFile(path: lun.path, readOnly: lun.readOnly))
+                images.append(try ImageFile(path: path, readOnly: lun.readOnly))
             } catch {
                 throw ServerError(error.description)
             }
@@ -64,7 +68,9 @@ public final class Server {
             signals = try SignalDescriptor(signals: [SIGINT, SIGTERM, SIGHUP])
             loop = try EventLoop()
             timer = try Timer()
-            control = try UnixListener(path: Self.controlSocketPath(runDirectory: configuration.runDirectory, gadget: name))
+            control = try UnixListener(
+                path: configuration.controlSocket
+                    ?? Self.controlSocketPath(runDirectory: configuration.runDirectory, gadget: name))
         } catch {
             throw ServerError("The event loop could not be set up: \(error).")
         }
@@ -97,9 +103,11 @@ public final class Server {
             let (lun, image) = pair
             return LogicalUnit(
                 type: lun.type,
-                medium: Medium(
-                    byteCount: image.size, readOnly: image.readOnly,
-                    supportsUnmap: lun.type == .disk && image.supportsHolePunching),
+                medium: image.map {
+                    Medium(
+                        byteCount: $0.size, readOnly: $0.readOnly,
+                        supportsUnmap: lun.type == .disk && $0.supportsHolePunching)
+                },
                 identity: lun.identity, opticalMedia: lun.opticalMedia,
                 serialNumber: "\(configuration.gadget.serial)-\(index)")
         }
@@ -113,6 +121,7 @@ public final class Server {
                 BulkOnlyInterface().functionFSDescriptors(), strings: functionFSStrings(["Mass Storage"]))
             function = try BulkOnlyFunction(
                 endpoints: opened, images: images, target: Target(units: units),
+                writable: configuration.luns.map { !$0.readOnly }, identities: configuration.luns.map(\.identity),
                 transferSize: configuration.transferSize, depth: configuration.transferDepth, logger: logger)
             try loop.watch(opened.ep0, token: Token.ep0)
             try loop.watch(function.completionFD, token: Token.completions)
@@ -122,7 +131,6 @@ public final class Server {
         } catch {
             throw ServerError("FunctionFS could not be set up: \(error).")
         }
-        let writable = configuration.luns.map { !$0.readOnly }
         function.onTimerChange = { interval in timer.schedule(everyMilliseconds: interval) }
 
         do {
@@ -130,14 +138,22 @@ public final class Server {
         } catch {
             throw ServerError(error.description)
         }
+        var connected = true
         for (index, lun) in configuration.luns.enumerated() {
+            let image = images[index].map { "\($0.path) (\($0.size) bytes)" } ?? "no image"
             logger.info(
-                "LUN \(index): \(lun.type == .cdrom ? "CD/DVD" : "disk") \(lun.readOnly ? "read-only" : "writable") \(lun.path) (\(images[index].size) bytes)"
-            )
+                "LUN \(index): \(lun.type == .cdrom ? "CD/DVD" : "flash") \(lun.readOnly ? "read-only" : "writable"), \(image)")
         }
         logger.info(
             "serving on \(controller) as \(hex(configuration.gadget.vendorID)):\(hex(configuration.gadget.productID)) serial \(configuration.gadget.serial)"
         )
+        configuration.onReady?()
+
+        /// Unplugs and replugs the device, so the host enumerates it again (after a drive changed type).
+        func reconnect() throws(GadgetError) {
+            gadget.unbind()
+            try gadget.bind(to: controller)
+        }
 
         serve: while true {
             let tokens: [UInt64]
@@ -163,7 +179,28 @@ public final class Server {
                     function.timerFired()
                 case Token.control:
                     while let (client, line) = control.acceptRequest() {
-                        control.respond(to: client, function.handleControl(line, writable: writable))
+                        let reply = function.handleControl(line) { request throws(ControlFailure) -> Void in
+                            switch request.command {
+                            case "connect" where !connected:
+                                do throws(GadgetError) { try gadget.bind(to: controller) } catch {
+                                    throw ControlFailure("gadget", error.description)
+                                }
+                                connected = true
+                                logger.info("connected to the host")
+                            case "disconnect" where connected:
+                                gadget.unbind()
+                                connected = false
+                                logger.info("disconnected from the host")
+                            case "reconnect" where connected && configuration.reenumerateOnTypeChange:
+                                logger.info("re-enumerating so the host sees the drive's new type")
+                                do throws(GadgetError) { try reconnect() } catch {
+                                    throw ControlFailure("gadget", error.description)
+                                }
+                            default:
+                                break
+                            }
+                        } connected: { connected }
+                        control.respond(to: client, reply)
                         function.flush()
                     }
                 default:
@@ -173,9 +210,7 @@ public final class Server {
         }
 
         gadget.unbind()
-        for image in images where !image.readOnly {
-            do { try image.synchronize() } catch { logger.error("\(error)") }
-        }
+        function.synchronizeImages()
         endpoints = nil
         _ = function
     }

@@ -12,7 +12,7 @@ struct UMSD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "umsd",
         abstract: "A userspace USB mass-storage gadget: disk and CD/DVD images served over FunctionFS.",
-        subcommands: [Run.self, Drive.self]
+        subcommands: [Run.self, Drive.self, Connect.self, Disconnect.self, Status.self]
     )
 }
 
@@ -177,60 +177,30 @@ func printError(_ message: String) {
     _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
-struct Drive: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show or change a drive of a running umsd (the output of PiKVM's kvmd-otgmsd).",
-        discussion: """
-            Examples:
-              umsd drive                          show drive 0
-              umsd drive -i 1 --set-image new.iso load an image into drive 1
-              umsd drive --eject --unlock         take the medium out even if the host holds it
-            """
-    )
+/// Where the running umsd listens.
+struct ControlOptions: ParsableArguments {
+    @Option(help: "The control socket (default: the daemon's /run/umsd/control.sock, else umsd run's /run/umsd/umsd.sock).")
+    var socket: String?
 
-    @Option(name: [.customShort("i"), .customLong("index")], help: "The drive (LUN) number.")
-    var index = 0
-
-    @Option(help: "Load this image into the drive.")
-    var setImage: String?
-
-    @Flag(help: "Take the medium out of the drive.")
-    var eject = false
-
-    @Flag(help: "Do it even if the host holds the medium (PREVENT); otherwise the host is asked to eject it.")
-    var unlock = false
-
-    @Flag(help: "Print the drive as JSON.")
-    var json = false
-
-    @Option(help: "The gadget name of the umsd to talk to.")
-    var gadgetName = "umsd"
-
-    func validate() throws {
-        if eject && setImage != nil { throw ValidationError("Use either --set-image or --eject, not both.") }
+    var path: String {
+        if let socket { return socket }
+        let daemon = "/run/umsd/control.sock"
+        return access(daemon, F_OK) == 0 ? daemon : Server.controlSocketPath(gadget: "umsd")
     }
 
-    func run() throws {
-        let socket = Server.controlSocketPath(gadget: gadgetName)
-        var requests: [DriveRequest] = []
-        if eject || (unlock && setImage != nil) { requests.append(DriveRequest(command: "eject", lun: index, force: unlock)) }
-        if let setImage {
-            // The daemon opens the file, so it gets an absolute path.
-            let path = setImage.hasPrefix("/") ? setImage : FileManager.default.currentDirectoryPath + "/" + setImage
-            requests.append(DriveRequest(command: "load", lun: index, image: path))
-        }
-        if requests.isEmpty { requests.append(DriveRequest(command: "status")) }
+    /// Sends the requests in order; prints the refusal of the first that fails and exits non-zero.
+    func send(_ requests: [DriveRequest]) throws -> DriveResponse {
         var last: DriveResponse?
         for request in requests {
             let reply: [UInt8]
             do {
-                reply = try unixRequest(path: socket, Array(try JSONEncoder().encode(request)))
+                reply = try unixRequest(path: path, Array(try JSONEncoder().encode(request)))
             } catch {
-                printError("umsd: umsd is not running for the gadget \(gadgetName) (no answer on \(socket)); start it with umsd run.")
+                printError("umsd: umsd is not running (no answer on \(path)); start it with umsd serve or umsd run.")
                 throw ExitCode.failure
             }
             guard let response = try? JSONDecoder().decode(DriveResponse.self, from: Data(reply)) else {
-                printError("umsd: the answer from \(socket) could not be read.")
+                printError("umsd: the answer from \(path) could not be read.")
                 throw ExitCode.failure
             }
             if let error = response.error {
@@ -239,14 +209,93 @@ struct Drive: ParsableCommand {
             }
             last = response
         }
-        guard let response = last, let drive = response.drives?.first(where: { $0.lun == index }) else {
+        return last!
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+struct Drive: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show or change a drive of a running umsd (options and output of PiKVM's kvmd-otgmsd).",
+        discussion: """
+            Examples:
+              umsd drive                          show drive 0
+              umsd drive list                     show every drive
+              umsd drive -i 1 --set-image new.iso load an image into drive 1
+              umsd drive -i 1 --set-cdrom 0       make drive 1 a flash drive (the host re-enumerates it)
+              umsd drive --eject --unlock         take the medium out even if the host holds it
+            """
+    )
+
+    @Argument(help: "list: show every drive.")
+    var action: String?
+
+    @Option(name: [.customShort("i"), .customLong("index")], help: "The drive (LUN) number.")
+    var index = 0
+
+    @Option(help: "Load this image into the drive (a name in the image folder, or a path).")
+    var setImage: String?
+
+    @Option(help: "1: make the drive a CD/DVD drive; 0: a flash drive.")
+    var setCdrom: Int?
+
+    @Option(help: "1: let the host write the drive (flash only); 0: read-only.")
+    var setRw: Int?
+
+    @Flag(help: "Take the medium out of the drive.")
+    var eject = false
+
+    @Flag(help: "Do it even if the host holds the medium (PREVENT); otherwise the host is asked to eject it.")
+    var unlock = false
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var control: ControlOptions
+
+    func validate() throws {
+        if let action, action != "list" { throw ValidationError("Unknown action \"\(action)\": the only one is list.") }
+        if eject && setImage != nil { throw ValidationError("Use either --set-image or --eject, not both.") }
+        for (name, value) in [("--set-cdrom", setCdrom), ("--set-rw", setRw)] where value.map({ $0 != 0 && $0 != 1 }) ?? false {
+            throw ValidationError("\(name) takes 0 or 1.")
+        }
+    }
+
+    func run() throws {
+        var requests: [DriveRequest] = []
+        if setCdrom != nil || setRw != nil {
+            requests.append(DriveRequest(command: "set", lun: index, cdrom: setCdrom.map { $0 == 1 }, rw: setRw.map { $0 == 1 }))
+        }
+        if eject || (unlock && setImage != nil) { requests.append(DriveRequest(command: "eject", lun: index, force: unlock)) }
+        if let setImage {
+            // A name stays a name (the daemon looks it up in its image folder); a relative path becomes absolute.
+            let path =
+                setImage.hasPrefix("/") || !setImage.contains("/")
+                ? setImage : FileManager.default.currentDirectoryPath + "/" + setImage
+            requests.append(DriveRequest(command: "load", lun: index, image: path))
+        }
+        if requests.isEmpty { requests.append(DriveRequest(command: "status")) }
+        let response = try control.send(requests)
+        let drives = response.drives ?? []
+        if action == "list" {
+            if json { return try printJSON(drives) }
+            for drive in drives {
+                let kind = drive.cdrom ? "CD/DVD" : "flash"
+                print("\(drive.lun): \(kind) \(drive.writable ? "rw" : "ro") \(drive.image ?? "(no image)")\(drive.locked ? " [locked by host]" : "")")
+            }
+            return
+        }
+        guard let drive = drives.first(where: { $0.lun == index }) else {
             printError("umsd: there is no drive \(index).")
             throw ExitCode.failure
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(drive), as: UTF8.self))
+            try printJSON(drive)
         } else {
             print("Image file: \(drive.image ?? "")")
             print("CD/DVD flag: \(drive.cdrom ? "yes" : "no")")
@@ -254,6 +303,33 @@ struct Drive: ParsableCommand {
         }
         if response.result == "eject-requested" {
             printError("umsd: the host holds the medium of drive \(index); it was asked to eject it, and the change completes when it does (use --unlock to force).")
+        }
+    }
+}
+
+struct Connect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Connect the drives to the host (plug the cable in).")
+    @OptionGroup var control: ControlOptions
+    func run() throws { _ = try control.send([DriveRequest(command: "connect")]) }
+}
+
+struct Disconnect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Disconnect the drives from the host (pull the cable).")
+    @OptionGroup var control: ControlOptions
+    func run() throws { _ = try control.send([DriveRequest(command: "disconnect")]) }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show whether umsd is connected and what each drive holds.")
+    @OptionGroup var control: ControlOptions
+    @Flag(help: "Print JSON.") var json = false
+    func run() throws {
+        let response = try control.send([DriveRequest(command: "status")])
+        if json { return try printJSON(response) }
+        print("Connected: \((response.connected ?? false) ? "yes" : "no")")
+        for drive in response.drives ?? [] {
+            let kind = drive.cdrom ? "CD/DVD" : "flash"
+            print("Drive \(drive.lun): \(kind), \(drive.writable ? "writable" : "read-only"), \(drive.image ?? "no image")\(drive.locked ? ", locked by the host" : "")")
         }
     }
 }

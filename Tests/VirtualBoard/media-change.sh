@@ -63,7 +63,29 @@ check "umsd drive shows no image" bash -c "$umsd drive | grep -qx 'Image file: '
 check "load into the empty drive" drive --set-image "$work/a.iso"
 check "disc A is back and reads" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; cmp -s $work/a.iso $sr"
 
-# 4. Refusals: one sentence each, non-zero exit.
+# 4. Type and writability changes, connect and disconnect.
+check "a CD cannot be made writable" bash -c "$umsd drive --set-rw 1 2>&1 | grep -q 'cannot be writable' && ! $umsd drive --set-rw 1 >/dev/null 2>&1"
+check "switch to flash: the host re-enumerates and sees a disk" \
+    bash -c "$umsd drive --set-cdrom 0 >/dev/null && for i in \$(seq 100); do ls /sys/block | grep -q '^sd' && break; sleep 0.1; done; ls /sys/block | grep -q '^sd'"
+sd=$(wait_for 20 lun_block_device $vid $pid $serial 0 && lun_block_device $vid $pid $serial 0)
+check "the flash drive holds the same image ($sd)" bash -c "[[ $sd == /dev/sd* ]] && cmp -s $work/a.iso $sd"
+check "umsd drive shows a flash drive" bash -c "$umsd drive | grep -q 'CD/DVD flag: no'"
+cp "$work/a.iso" "$work/flash.img"
+drive --set-image "$work/flash.img"
+check "set-rw 1 makes it writable" bash -c "$umsd drive --set-rw 1 | grep -q 'RW flag: yes'"
+for i in $(seq 50); do [ "$(cat /sys/block/"${sd#/dev/}"/ro 2>/dev/null)" = 0 ] && break; blockdev --rereadpt "$sd" 2>/dev/null; sg_turs "$sd" >/dev/null 2>&1; sleep 0.1; done
+head -c 64k /dev/urandom >"$work/w"
+check "the host writes the flash drive" dd if="$work/w" of="$sd" bs=64k seek=4 oflag=direct conv=fsync status=none
+check "and the bytes are in the image" cmp -s "$work/w" <(dd if="$work/flash.img" bs=64k skip=4 count=1 status=none)
+check "umsd disconnect: the host loses the device" \
+    bash -c "$umsd disconnect && for i in \$(seq 50); do [ ! -e $sd ] && exit 0; sleep 0.1; done; exit 1"
+check "umsd status says disconnected" bash -c "$umsd status | grep -q 'Connected: no'"
+check "umsd connect: the host finds it again" \
+    bash -c "$umsd connect && for i in \$(seq 300); do ls /sys/block | grep -q '^sd' && exit 0; sleep 0.1; done; exit 1"
+check "switch back to CD" bash -c "$umsd drive --set-cdrom 1 | grep -q 'CD/DVD flag: yes'"
+check "the host sees a CD again" bash -c "for i in \$(seq 100); do ls /sys/block | grep -q '^sr' && exit 0; sleep 0.1; done; exit 1"
+
+# 5. Refusals: one sentence each, non-zero exit.
 check "no such drive refused" bash -c "$umsd drive -i 3 2>&1 | grep -q 'no drive 3' && ! $umsd drive -i 3 >/dev/null 2>&1"
 check "missing image refused" bash -c "$umsd drive --set-image /nonexistent.iso 2>&1 | grep -q 'does not exist' && ! $umsd drive --set-image /nonexistent.iso >/dev/null 2>&1"
 kill -TERM $umsd_pid
