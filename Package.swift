@@ -40,11 +40,16 @@ let package = Package(
             ]
         ),
         // The appliance daemon: configuration, drives, control.
-        .target(name: "Daemon", dependencies: ["SCSI", "Gadget", .product(name: "Yams", package: "Yams")]),
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "SCSI", "Gadget", "MassStorage", "FunctionFS", .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "umsd",
             dependencies: [
-                "MassStorage", "FunctionFS",
+                "MassStorage", "FunctionFS", "Daemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

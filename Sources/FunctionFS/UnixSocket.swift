@@ -37,6 +37,16 @@ public final class UnixListener {
         unlink(path)
     }
 
+    /// Sets the socket file's mode and, when given, its group (by name). The corresponding C calls are `chmod`,
+    /// `getgrnam` and `chown`.
+    public func setPermissions(mode: UInt16, group: String?) throws(SystemError) {
+        if let group {
+            guard let entry = getgrnam(group) else { throw SystemError("group \(group) does not exist", errno: ENOENT) }
+            try check("chown \(path)") { chown(path, uid_t.max, entry.pointee.gr_gid) }
+        }
+        try check("chmod \(path)") { chmod(path, mode_t(mode)) }
+    }
+
     /// Accepts one waiting client and reads its request line (at most 64 KiB, waiting at most a second for it).
     public func acceptRequest() -> (client: Int32, line: [UInt8])? {
         let client = accept(fd, nil, nil)
@@ -91,4 +101,27 @@ public func unixRequest(path: String, _ request: [UInt8]) throws(SystemError) ->
     }
     if let end = response.firstIndex(of: 10) { response.removeSubrange(end...) }
     return response
+}
+
+/// Tells systemd (Type=notify) how the service is doing, without libsystemd: one datagram to $NOTIFY_SOCKET, e.g.
+/// "READY=1" or "STOPPING=1". Does nothing when not started by systemd.
+public func notifySystemd(_ state: String) {
+    guard let socketPath = getenv("NOTIFY_SOCKET").map({ String(cString: $0) }), !socketPath.isEmpty else { return }
+    let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    var bytes = Array(socketPath.utf8)
+    // An '@' names a socket in the abstract namespace: a leading NUL byte.
+    if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return }
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+    let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+    let message = Array(state.utf8)
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { addr in
+            message.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, addr, length) }
+        }
+    }
 }

@@ -82,6 +82,10 @@ final class BulkOnlyFunction {
     var writable: [Bool]
     /// INQUIRY strings each drive was configured with (nil: the type's default), kept across type changes.
     let identities: [Identity?]
+    /// Where image names are looked up; nil: images are given as paths.
+    var imageFolder: String?
+    /// Told about every change the operator made (drives, connected).
+    var onStateChange: (([DriveResponse.Drive], Bool) -> Void)?
 
     init(endpoints: FunctionFSEndpoints, images: [ImageFile?], target: Target, writable: [Bool],
          identities: [Identity?], transferSize: Int, depth: Int, logger: Logger) throws(SystemError)
@@ -722,6 +726,17 @@ extension BulkOnlyFunction {
     /// Loads `path` into `lun`. The file is opened now (errors are the operator's to see); it reaches the host as the
     /// target's medium model says: at once, or after the host answers an eject request.
     func load(_ path: String, lun: Int, readOnly: Bool) throws(ControlFailure) -> MediumRequestResult {
+        var status = stat()
+        if stat(path, &status) == 0 {
+            let id = FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+            for other in images.indices where other != lun {
+                let files = [images[other], pendingImages[other]?.file].compactMap { $0 }
+                if let shared = files.first(where: { $0.fileID == id }), !(shared.readOnly && readOnly) {
+                    throw ControlFailure(
+                        "image-in-use", "The image \(path) is in use by drive \(other); eject it there first.")
+                }
+            }
+        }
         let file: ImageFile
         do {
             // Reloading the drive's own image the other way (read-only vs writable) must not trip on its own lock.
@@ -733,13 +748,7 @@ extension BulkOnlyFunction {
         } catch {
             throw ControlFailure("image", error.description)
         }
-        for other in images.indices where other != lun {
-            let files = [images[other], pendingImages[other]?.file].compactMap { $0 }
-            if let shared = files.first(where: { $0.fileID == file.fileID }), !(shared.readOnly && readOnly) {
-                throw ControlFailure(
-                    "image-in-use", "The image \(path) is in use by drive \(other); eject it there first.")
-            }
-        }
+
         let id = nextMediumID
         nextMediumID += 1
         pendingImages[lun] = (id, file)
@@ -764,7 +773,7 @@ extension BulkOnlyFunction {
     func drives() -> [DriveState] {
         target.units.enumerated().map { lun, unit in
             DriveState(
-                lun: lun, cdrom: unit.type == .cdrom, writable: !(unit.medium?.readOnly ?? true),
+                lun: lun, cdrom: unit.type == .cdrom, writable: writable[lun],
                 image: images[lun]?.path, present: unit.visibleMedium != nil, locked: unit.preventRemoval,
                 trayOpen: unit.trayOpen,
                 queuedImage: unit.queuedMedium != nil ? pendingImages[lun]?.file.path : nil)

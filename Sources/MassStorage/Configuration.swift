@@ -50,6 +50,16 @@ public struct ServerConfiguration: Sendable {
     public var reenumerateOnTypeChange = true
     /// Called once the gadget is bound and serving (the daemon tells systemd it is ready).
     public var onReady: (@Sendable () -> Void)?
+    /// Called after every change the operator made, with the drives and whether the gadget is connected (the
+    /// daemon saves them, to come back the same after a restart).
+    public var onStateChange: (@Sendable ([DriveResponse.Drive], Bool) -> Void)?
+    /// Image names without a slash are looked up here; nil: every image is a path.
+    public var imageFolder: String?
+    /// Bind to the controller at start (false: start disconnected, as saved).
+    public var startConnected = true
+    /// Permissions of the control socket, and its group (nil: root's).
+    public var controlSocketMode: UInt16 = 0o600
+    public var controlSocketGroup: String?
     /// Bulk data requests in flight at once (16 x 64 KiB covers a whole 1 MiB SuperSpeed command).
     public var transferDepth = 16
 

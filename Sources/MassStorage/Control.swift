@@ -87,6 +87,7 @@ extension BulkOnlyFunction {
             }
             let result = try serve(request, gadget: gadget)
             response = DriveResponse(ok: true, result: result, drives: driveList(), error: nil, connected: connected())
+            if request.command != "status" { onStateChange?(response.drives ?? [], connected()) }
         } catch {
             response = DriveResponse(
                 ok: false, result: nil, drives: nil, error: .init(code: error.code, message: error.message),
@@ -95,12 +96,26 @@ extension BulkOnlyFunction {
         return Array((try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false}".utf8))
     }
 
-    private func driveList() -> [DriveResponse.Drive] {
+    func driveList() -> [DriveResponse.Drive] {
         drives().map {
             DriveResponse.Drive(
                 lun: $0.lun, cdrom: $0.cdrom, writable: $0.writable, image: $0.image, present: $0.present,
                 locked: $0.locked, trayOpen: $0.trayOpen, queuedImage: $0.queuedImage)
         }
+    }
+
+    /// An image name (no slash) is a file of the image folder; a path is taken as it is.
+    private func resolve(_ image: String) throws(ControlFailure) -> String {
+        if image.hasPrefix("/") { return image }
+        guard let folder = imageFolder else {
+            throw ControlFailure("bad-request", "Give the image as an absolute path: this umsd has no image folder.")
+        }
+        guard !image.contains("/"), !image.hasPrefix("."), image.utf8.count <= 255,
+            image.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+        else {
+            throw ControlFailure("bad-name", "\"\(image)\" is not an image name: use a file name from \(folder), or a full path.")
+        }
+        return "\(folder)/\(image)"
     }
 
     private func drive(_ request: DriveRequest) throws(ControlFailure) -> Int {
@@ -126,10 +141,10 @@ extension BulkOnlyFunction {
             return outcome(unload(lun: try drive(request), force: request.force ?? false))
         case "load":
             let lun = try drive(request)
-            guard let path = request.image, !path.isEmpty else {
+            guard let image = request.image, !image.isEmpty else {
                 throw ControlFailure("bad-request", "Say which image to load with \"image\".")
             }
-            return outcome(try load(path, lun: lun, readOnly: !writable[lun]))
+            return outcome(try load(try resolve(image), lun: lun, readOnly: !writable[lun]))
         case "set":
             let lun = try drive(request)
             var result = "done"

@@ -132,13 +132,22 @@ public final class Server {
             throw ServerError("FunctionFS could not be set up: \(error).")
         }
         function.onTimerChange = { interval in timer.schedule(everyMilliseconds: interval) }
-
+        function.imageFolder = configuration.imageFolder
+        function.onStateChange = configuration.onStateChange
         do {
-            try gadget.bind(to: controller)
+            try control.setPermissions(mode: configuration.controlSocketMode, group: configuration.controlSocketGroup)
         } catch {
-            throw ServerError(error.description)
+            throw ServerError("The control socket's permissions could not be set: \(error).")
         }
-        var connected = true
+
+        var connected = configuration.startConnected
+        if connected {
+            do {
+                try gadget.bind(to: controller)
+            } catch {
+                throw ServerError(error.description)
+            }
+        }
         for (index, lun) in configuration.luns.enumerated() {
             let image = images[index].map { "\($0.path) (\($0.size) bytes)" } ?? "no image"
             logger.info(

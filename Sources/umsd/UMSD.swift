@@ -2,6 +2,7 @@ import ArgumentParser
 import Gadget
 import Glibc
 import Logging
+import Daemon
 import Foundation
 import FunctionFS
 import MassStorage
@@ -12,7 +13,7 @@ struct UMSD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "umsd",
         abstract: "A userspace USB mass-storage gadget: disk and CD/DVD images served over FunctionFS.",
-        subcommands: [Run.self, Drive.self, Connect.self, Disconnect.self, Status.self]
+        subcommands: [Serve.self, Run.self, Drive.self, Connect.self, Disconnect.self, Status.self]
     )
 }
 
@@ -330,6 +331,38 @@ struct Status: ParsableCommand {
         for drive in response.drives ?? [] {
             let kind = drive.cdrom ? "CD/DVD" : "flash"
             print("Drive \(drive.lun): \(kind), \(drive.writable ? "writable" : "read-only"), \(drive.image ?? "no image")\(drive.locked ? ", locked by the host" : "")")
+        }
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the appliance daemon: the drives of the configuration, controlled live through umsd drive.",
+        discussion: "Reads /etc/umsd/umsd.yaml and /etc/umsd/umsd.d/*.yaml (later files win); see Docs/configuration.md."
+    )
+
+    @Option(help: "The main configuration file; its folder's umsd.d/*.yaml are read after it.")
+    var config = "/etc/umsd/umsd.yaml"
+
+    func run() throws {
+        let configuration: DaemonConfiguration
+        do {
+            configuration = try ConfigurationLoader.load(main: config)
+        } catch {
+            printError("umsd: \(error.description)")
+            throw ExitCode.failure
+        }
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        do {
+            try Daemon.run(configuration, defaultSerial: defaultSerial(), logger: Logger(label: "umsd"))
+        } catch {
+            printError("umsd: \(error.description)")
+            throw ExitCode.failure
         }
     }
 }

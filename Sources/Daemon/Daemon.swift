@@ -1,0 +1,118 @@
+import Foundation
+import FunctionFS
+import Gadget
+import Logging
+import MassStorage
+import SCSI
+
+/// What the daemon keeps across restarts: which image is in which drive, as what, and whether it is connected.
+public struct SavedState: Codable, Sendable, Equatable {
+    public struct Drive: Codable, Sendable, Equatable {
+        public var image: String?
+        public var cdrom: Bool
+        public var writable: Bool
+    }
+
+    public var drives: [Drive]
+    public var connected: Bool
+
+    /// Reads the state file; nil when there is none or it cannot be read (the daemon then starts from the
+    /// configuration alone).
+    public static func read(_ path: String) -> SavedState? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(SavedState.self, from: data)
+    }
+
+    /// Writes the state file atomically (a temporary file renamed over it), so a crash never leaves half a file.
+    public func write(_ path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
+
+/// `umsd serve`: the appliance daemon. It turns the configuration (and the saved state) into a server and runs it.
+public enum Daemon {
+    /// The server configuration for `configuration`, with the drives as `saved` left them where it still fits.
+    public static func serverConfiguration(
+        _ configuration: DaemonConfiguration, saved: SavedState?, defaultSerial: String, logger: Logger
+    ) -> ServerConfiguration {
+        var luns: [LUNConfiguration] = []
+        for (index, drive) in configuration.drives.enumerated() {
+            var cdrom = drive.media.isOptical
+            var writable = drive.writable
+            var image: String?
+            if let saved, index < saved.drives.count {
+                let state = saved.drives[index]
+                cdrom = state.cdrom
+                writable = state.writable && !state.cdrom
+                if let path = state.image {
+                    if FileManager.default.isReadableFile(atPath: path) {
+                        image = path
+                    } else {
+                        logger.warning("drive \(index): the saved image \(path) is gone; the drive starts empty")
+                    }
+                }
+            }
+            let optical: OpticalMedia =
+                switch drive.media {
+                case .cd: .cd
+                case .dvd: .dvd
+                case .auto, .flash: .auto
+                }
+            luns.append(
+                LUNConfiguration(
+                    path: image, type: cdrom ? .cdrom : .disk, readOnly: !writable, opticalMedia: optical,
+                    identity: cdrom ? drive.inquiry.cd : drive.inquiry.flash))
+        }
+        var gadget = GadgetDescription(serial: configuration.gadget.serial ?? defaultSerial)
+        gadget.name = configuration.gadget.name
+        gadget.vendorID = configuration.gadget.vendorID
+        gadget.productID = configuration.gadget.productID
+        gadget.manufacturer = configuration.gadget.manufacturer
+        gadget.product = configuration.gadget.product
+        gadget.maxPowerMilliamps = configuration.gadget.maxPowerMilliamps
+        gadget.functionInstance = configuration.gadget.function
+
+        var server = ServerConfiguration(luns: luns, gadget: gadget, controller: configuration.gadget.udc)
+        server.controlSocket = configuration.controlSocket
+        server.controlSocketMode = configuration.controlSocketMode
+        server.controlSocketGroup = configuration.controlSocketGroup
+        server.reenumerateOnTypeChange = configuration.gadget.reenumerateOnTypeChange
+        server.imageFolder = configuration.imageFolder
+        server.startConnected = saved?.connected ?? true
+        return server
+    }
+
+    /// Runs the daemon until SIGTERM; errors are one sentence.
+    public static func run(_ configuration: DaemonConfiguration, defaultSerial: String, logger: Logger)
+        throws(ServerError)
+    {
+        guard configuration.enabled else {
+            logger.info("mass storage is turned off (enabled: false)")
+            notifySystemd("READY=1\nSTATUS=mass storage turned off")
+            return
+        }
+        guard configuration.gadget.mode == .own else {
+            throw ServerError("gadget.mode: existing (joining an appliance's gadget) is not implemented yet; use mode: own.")
+        }
+        let saved = configuration.persistState ? SavedState.read(configuration.stateFile) : nil
+        var server = serverConfiguration(configuration, saved: saved, defaultSerial: defaultSerial, logger: logger)
+        server.onReady = { notifySystemd("READY=1") }
+        if configuration.persistState {
+            let path = configuration.stateFile
+            server.onStateChange = { drives, connected in
+                let state = SavedState(
+                    drives: drives.map { SavedState.Drive(image: $0.image, cdrom: $0.cdrom, writable: $0.writable) },
+                    connected: connected)
+                do { try state.write(path) } catch {
+                    Logger(label: "umsd").error("the state could not be saved to \(path): \(error)")
+                }
+            }
+        }
+        try Server(configuration: server, logger: logger).run()
+        notifySystemd("STOPPING=1")
+    }
+}

@@ -1,0 +1,117 @@
+#!/bin/bash
+# Virtual-board test of `umsd serve`: a CD and two flash drives from a YAML configuration, live changes through
+# the CLI, systemd readiness, SIGTERM during a host write, SIGKILL and restart with the saved state.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+umsd=${UMSD_BINARY:?set UMSD_BINARY to the umsd executable}
+vid=1d6b pid=0104 serial=DAE0000000000001
+work=$(mktemp -d /tmp/umsd-daemon.XXXXXX)
+mkdir -p "$work/etc/umsd.d" "$work/images" "$work/mnt" "$work/iso"
+socket=$work/control.sock
+daemon_pid=
+trap '[ -n "$daemon_pid" ] && kill -TERM $daemon_pid 2>/dev/null; umount $work/mnt 2>/dev/null; wait' EXIT
+cli() { "$umsd" "$1" --socket "$socket" "${@:2}"; }
+
+cat >"$work/etc/umsd.yaml" <<YAML
+gadget:
+  serial: "$serial"
+drives:
+  count: 3
+  default: {media: flash}
+  list:
+    - media: cd
+    - {writable: true}
+storage:
+  images: $work/images
+control:
+  socket: $socket
+state:
+  file: $work/state.json
+YAML
+echo "log: {level: debug}" >"$work/etc/umsd.d/50-debug.yaml"
+echo "hello from the daemon" >"$work/iso/hello.txt"
+xorriso -as mkisofs -quiet -V DAEMON -J -R -o "$work/images/disc.iso" "$work/iso" 2>/dev/null
+truncate -s 96M "$work/images/flash.img"
+mkfs.vfat -n DAEMONFLASH "$work/images/flash.img" >/dev/null
+
+# systemd's side of Type=notify: a datagram socket that records what the daemon says.
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+with open(sys.argv[2], "ab", buffering=0) as out:
+    while True: out.write(s.recv(4096) + b"\n")' "$work/notify.sock" "$work/notify.log" &
+notify_pid=$!
+wait_for 10 test -S "$work/notify.sock"
+
+start_daemon() {
+    NOTIFY_SOCKET=$work/notify.sock "$umsd" serve --config "$work/etc/umsd.yaml" >>"$work/umsd.log" 2>&1 &
+    daemon_pid=$!
+}
+lun() { lun_block_device $vid $pid $serial "$1"; }
+
+start_daemon
+check "the host enumerates three drives" wait_for 30 lun 2
+check "systemd was told READY=1" wait_for 5 grep -q READY=1 "$work/notify.log"
+check "drive 0 is a CD, 1 and 2 are flash drives" \
+    bash -c "[[ \$($umsd drive list --socket $socket) == *'0: CD/DVD ro (no image)'*'1: flash rw (no image)'*'2: flash ro (no image)'* ]]"
+check "load an image by name into the CD drive" cli drive -i 0 --set-image disc.iso
+sr=$(lun 0)
+check "the host mounts it" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; mount -t iso9660 -o ro $sr $work/mnt && grep -q 'hello from the daemon' $work/mnt/hello.txt"
+umount "$work/mnt"
+check "hidden and parent-folder names are refused" \
+    bash -c "$umsd drive --socket $socket -i 0 --set-image .. 2>&1 | grep -q 'not an image name' && $umsd drive --socket $socket -i 0 --set-image .state 2>&1 | grep -q 'not an image name'"
+check "load the flash image into the writable drive" cli drive -i 1 --set-image flash.img
+check "the same image in a second drive is refused while writable" \
+    bash -c "$umsd drive --socket $socket -i 2 --set-image flash.img 2>&1 | grep -q 'in use by drive 1'"
+check "the state file records the drives" grep -q "$work/images/flash.img" "$work/state.json"
+
+# SIGTERM while the host writes: what the host was told is written is in the image, and nothing is left behind.
+sd=$(lun 1)
+wait_for 10 sg_turs "$sd" >/dev/null 2>&1
+head -c 64M /dev/urandom >"$work/payload"
+dd if="$work/payload" of="$sd" bs=64k oflag=direct seek=16 status=noxfer 2>"$work/dd.err" &
+dd_pid=$!
+sleep 1
+kill -TERM "$daemon_pid"
+wait "$daemon_pid"
+status=$?
+daemon_pid=
+wait "$dd_pid"
+written=$(grep -o '^[0-9]*+0 records out' "$work/dd.err" | cut -d+ -f1)
+check "the host's write was cut short by the stop (wrote ${written:-?} of 1024 blocks)" [ "${written:-1024}" -lt 1024 ]
+check "SIGTERM during a host write: exit status 0" [ "$status" = 0 ]
+check "no gadget left behind" [ ! -e /sys/kernel/config/usb_gadget/umsd ]
+check "systemd was told STOPPING=1" grep -q STOPPING=1 "$work/notify.log"
+check "the $written blocks the host finished are in the image" \
+    cmp -s <(head -c $((written * 65536)) "$work/payload") <(dd if="$work/images/flash.img" bs=64k skip=16 count="$written" status=none)
+
+# SIGKILL, then a restart: the saved state comes back and the host reads again.
+start_daemon
+wait_for 30 lun 2
+kill -KILL "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+start_daemon
+check "restart after SIGKILL serves again" wait_for 30 lun 2
+check "the CD image came back from the saved state" bash -c "$umsd drive --socket $socket -i 0 | grep -q 'disc.iso'"
+sr=$(lun 0)
+check "the host reads it" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; cmp -s $work/images/disc.iso $sr"
+kill -TERM "$daemon_pid"
+wait "$daemon_pid"
+daemon_pid=
+
+# Configuration errors stop startup with the file, the key and the reason; enabled: false exits at once.
+echo "gadget: {colour: red}" >"$work/etc/umsd.d/60-bad.yaml"
+check "an unknown key stops startup, naming file and key" \
+    bash -c "out=\$($umsd serve --config $work/etc/umsd.yaml 2>&1); [ \$? -ne 0 ] && [[ \$out == *60-bad.yaml*gadget.colour*unknown\ key* ]]"
+echo "enabled: false" >"$work/etc/umsd.d/60-bad.yaml"
+check "enabled: false exits 0 without a gadget" \
+    bash -c "timeout 10 $umsd serve --config $work/etc/umsd.yaml 2>/dev/null && [ ! -e /sys/kernel/config/usb_gadget/umsd ]"
+kill "$notify_pid" 2>/dev/null
+
+if [ "$failed" -gt 0 ]; then
+    echo "# umsd log (last 40 lines):"
+    grep -v "TEST UNIT READY -> passed" "$work/umsd.log" | tail -n 40 | sed 's/^/# /'
+fi
+summary
