@@ -62,10 +62,12 @@ public enum Daemon {
                 case .dvd: .dvd
                 case .auto, .flash: .auto
                 }
-            luns.append(
-                LUNConfiguration(
-                    path: image, type: cdrom ? .cdrom : .disk, readOnly: !writable, opticalMedia: optical,
-                    identity: cdrom ? drive.inquiry.cd : drive.inquiry.flash))
+            var lun = LUNConfiguration(
+                path: image, type: cdrom ? .cdrom : .disk, readOnly: !writable, opticalMedia: optical,
+                identity: cdrom ? drive.inquiry.cd : drive.inquiry.flash)
+            lun.removable = drive.removable
+            lun.honoursFUA = drive.fua
+            luns.append(lun)
         }
         var gadget = GadgetDescription(serial: configuration.gadget.serial ?? defaultSerial)
         gadget.name = configuration.gadget.name

@@ -827,8 +827,11 @@ extension BulkOnlyFunction {
         }
         pendingImages[lun] = nil
         let old = target.units[lun]
-        target.units[lun] = LogicalUnit(
+        var unit = LogicalUnit(
             type: type, medium: medium, identity: identities[lun], opticalMedia: .auto, serialNumber: old.serialNumber)
+        unit.removable = old.removable
+        unit.honoursFUA = old.honoursFUA
+        target.units[lun] = unit
         logger.info("LUN \(lun): now a \(cdrom ? "CD/DVD" : "flash") drive")
     }
 

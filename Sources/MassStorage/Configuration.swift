@@ -11,6 +11,10 @@ public struct LUNConfiguration: Sendable, Equatable {
     public var opticalMedia: OpticalMedia
     /// INQUIRY strings; nil for the default of the LUN's type.
     public var identity: Identity?
+    /// RMB in INQUIRY.
+    public var removable = true
+    /// Honour FUA (durable before the status).
+    public var honoursFUA = true
 
     public init(
         path: String?, type: DeviceType, readOnly: Bool, opticalMedia: OpticalMedia = .auto, identity: Identity? = nil

@@ -101,7 +101,7 @@ public final class Server {
 
         let units = zip(configuration.luns, images).enumerated().map { index, pair in
             let (lun, image) = pair
-            return LogicalUnit(
+            var unit = LogicalUnit(
                 type: lun.type,
                 medium: image.map {
                     Medium(
@@ -110,6 +110,9 @@ public final class Server {
                 },
                 identity: lun.identity, opticalMedia: lun.opticalMedia,
                 serialNumber: "\(configuration.gadget.serial)-\(index)")
+            unit.removable = lun.removable
+            unit.honoursFUA = lun.honoursFUA
+            return unit
         }
         let function: BulkOnlyFunction
         // Declared outside the do so the endpoint files close (deinit) before the unmount above runs.

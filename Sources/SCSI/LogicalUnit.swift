@@ -79,6 +79,10 @@ public struct LogicalUnit: Sendable, Equatable {
     public var opticalMedia: OpticalMedia
     /// The unit serial number for VPD page 0x80.
     public var serialNumber: String
+    /// RMB in INQUIRY: hosts poll a removable medium for changes; a fixed one looks like a USB hard disk.
+    public var removable = true
+    /// Writes with FUA are made durable before their status; off, FUA is ignored (and not advertised).
+    public var honoursFUA = true
 
     /// The medium physically loaded (it may still be hidden from the host, see `change`).
     public internal(set) var medium: Medium?

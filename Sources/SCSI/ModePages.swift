@@ -77,7 +77,7 @@ extension Target {
         // durable before its status), which lets Linux send FUA writes instead of whole-cache flushes.
         var deviceSpecific: UInt8 = 0
         if unit.type == .disk {
-            deviceSpecific = 0x10 | ((unit.visibleMedium?.readOnly ?? false) ? 0x80 : 0x00)
+            deviceSpecific = (unit.honoursFUA ? 0x10 : 0x00) | ((unit.visibleMedium?.readOnly ?? false) ? 0x80 : 0x00)
         }
         var w = BigEndianWriter()
         if ten {

@@ -36,7 +36,7 @@ extension Target {
         if write && unit.visibleMedium?.readOnly != false { return .checkCondition(.writeProtected) }
         if blocks == 0 { return .good }
         let range = BlockRange(lba: lba, blocks: blocks, blockSize: unit.blockSize)
-        return write ? .write(range, forceUnitAccess: fua) : .read(range)
+        return write ? .write(range, forceUnitAccess: fua && unit.honoursFUA) : .read(range)
     }
 
     func readCapacity10(_ cdb: CDB, unit: LogicalUnit) -> Reply {

@@ -35,7 +35,7 @@ extension Target {
     private func standardInquiry(_ unit: LogicalUnit) -> [UInt8] {
         var w = BigEndianWriter()
         w.u8(unit.type.peripheralDeviceType)
-        w.u8(0x80)  // RMB: removable medium
+        w.u8(unit.removable ? 0x80 : 0x00)  // RMB: removable medium
         w.u8(0x05)  // SPC-3
         w.u8(0x02)  // response data format 2
         w.u8(31)  // additional length: bytes 5...35

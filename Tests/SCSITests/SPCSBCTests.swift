@@ -219,3 +219,17 @@ private func thinDisk(blocks: UInt64 = 2048, readOnly: Bool = false) -> Target {
         }
     }
 }
+
+@Suite struct DriveOptionTests {
+    @Test func fixedDiskAndIgnoredFUA() {
+        var unit = LogicalUnit(type: .disk, medium: Medium(byteCount: 1 << 20, readOnly: false))
+        unit.removable = false
+        unit.honoursFUA = false
+        var target = Target(units: [unit])
+        #expect(data(target.execute(CDB([0x12, 0, 0, 0, 36, 0]), lun: 0))?[1] == 0x00)
+        #expect(data(target.execute(CDB([0x1A, 0x08, 0x3F, 0, 255, 0]), lun: 0))?[2] == 0x00)
+        #expect(
+            target.execute(CDB([0x2A, 0x08, 0, 0, 0, 0, 0, 0, 1, 0]), lun: 0)
+                == .write(BlockRange(lba: 0, blocks: 1, blockSize: 512), forceUnitAccess: false))
+    }
+}
