@@ -3,6 +3,7 @@ import CLibAIO
 import BulkOnly
 import FunctionFS
 import Glibc
+import Foundation
 import Logging
 import SCSI
 import USBDescriptors
@@ -84,6 +85,8 @@ final class BulkOnlyFunction {
     let identities: [Identity?]
     /// Where image names are looked up; nil: images are given as paths.
     var imageFolder: String?
+    /// `umsd trace` connections and the LUN each follows (nil: all).
+    private var traceSubscribers: [(fd: Int32, lun: Int?)] = []
     /// Told about every change the operator made (drives, connected).
     var onStateChange: (([DriveResponse.Drive], Bool) -> Void)?
 
@@ -533,20 +536,70 @@ final class BulkOnlyFunction {
     }
 
     private func trace(_ cmd: ActiveCommand, status: CSWStatus, residue: UInt32) {
-        guard logger.logLevel <= .debug else { return }
+        let logging = logger.logLevel <= .debug
+        guard logging || !traceSubscribers.isEmpty else { return }
         let microseconds = (monotonicNanoseconds() - cmd.started) / 1000
-        var detail = ""
+        var event = TraceEvent(
+            time: wallClockSeconds(), lun: cmd.lun, opcode: cmd.cbw.cdb.first ?? 0,
+            command: Command.name(of: cmd.cbw.cdb.first ?? 0, type: target.units[cmd.lun].type),
+            lba: nil, blocks: nil, bytes: nil, status: "\(status)", sense: cmd.failure.map { "\($0)" },
+            botCase: cmd.plan.caseNumber, residue: residue, microseconds: microseconds)
         switch cmd.reply {
         case .read(let range), .write(let range, _), .readCD(let range, _), .verifyMedium(let range),
             .compare(let range), .writeSame(let range, _):
-            detail = " lba=\(range.lba) blocks=\(range.blocks)"
-        case .data(let bytes): detail = " \(bytes.count) bytes"
+            event.lba = range.lba
+            event.blocks = range.blocks
+        case .data(let bytes): event.bytes = bytes.count
         default: break
         }
-        let sense = cmd.failure.map { " sense=\($0)" } ?? ""
-        logger.debug(
-            "LUN \(cmd.lun) \(Command.name(of: cmd.cbw.cdb.first ?? 0, type: target.units[cmd.lun].type))\(detail) -> \(status)\(sense) case=\(cmd.plan.caseNumber) residue=\(residue) \(microseconds)us"
-        )
+        if logging { logger.debug("\(event.line)") }
+        publish(event)
+    }
+
+    /// Streams `event` to every `umsd trace` listening for its LUN; a listener that cannot keep up or went away is
+    /// dropped, so tracing never slows the host down.
+    private func publish(_ event: TraceEvent) {
+        guard !traceSubscribers.isEmpty, let json = try? JSONEncoder().encode(event) else { return }
+        let line = Array(json) + [10]
+        traceSubscribers.removeAll { subscriber in
+            guard subscriber.lun == nil || subscriber.lun == event.lun else { return false }
+            let sent = line.withUnsafeBytes { send(subscriber.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if sent == line.count { return false }
+            close(subscriber.fd)
+            return true
+        }
+    }
+
+    /// Adds a `umsd trace` connection: from now on it gets one JSON line per command (of `lun`, or all).
+    func subscribeTrace(fd: Int32, lun: Int?) {
+        traceSubscribers.append((fd, lun))
+        logger.info("trace listener attached\(lun.map { " for LUN \($0)" } ?? "")")
+    }
+}
+
+/// One host command as `umsd trace` shows it.
+public struct TraceEvent: Codable, Sendable, Equatable {
+    public var time: Double
+    public var lun: Int
+    public var opcode: UInt8
+    public var command: String
+    public var lba: UInt64?
+    public var blocks: UInt64?
+    public var bytes: Int?
+    public var status: String
+    public var sense: String?
+    public var botCase: Int
+    public var residue: UInt32
+    public var microseconds: UInt64
+
+    /// The one-line form, for logs and the terminal.
+    public var line: String {
+        var text = "LUN \(lun) \(command)"
+        if let lba, let blocks { text += " lba=\(lba) blocks=\(blocks)" }
+        if let bytes { text += " \(bytes) bytes" }
+        text += " -> \(status)"
+        if let sense { text += " sense=\(sense)" }
+        return text + " case=\(botCase) residue=\(residue) \(microseconds)us"
     }
 }
 

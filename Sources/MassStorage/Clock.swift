@@ -7,3 +7,9 @@ func monotonicNanoseconds() -> UInt64 {
 }
 
 func errnoName(_ code: Int) -> String { String(cString: strerror(Int32(code))) }
+
+func wallClockSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

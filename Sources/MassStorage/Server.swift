@@ -1,4 +1,5 @@
 import Backing
+import Foundation
 import FunctionFS
 import Gadget
 import Glibc
@@ -62,12 +63,12 @@ public final class Server {
 
         let signals: SignalDescriptor
         let loop: EventLoop
-        let timer: Timer
+        let timer: FunctionFS.Timer
         let control: UnixListener
         do {
             signals = try SignalDescriptor(signals: [SIGINT, SIGTERM, SIGHUP])
             loop = try EventLoop()
-            timer = try Timer()
+            timer = try FunctionFS.Timer()
             control = try UnixListener(
                 path: configuration.controlSocket
                     ?? Self.controlSocketPath(runDirectory: configuration.runDirectory, gadget: name))
@@ -191,6 +192,14 @@ public final class Server {
                     function.timerFired()
                 case Token.control:
                     while let (client, line) = control.acceptRequest() {
+                        if let request = try? JSONDecoder().decode(DriveRequest.self, from: Data(line)),
+                            request.command == "trace"
+                        {
+                            // The connection stays open: one JSON line per host command from now on.
+                            _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+                            function.subscribeTrace(fd: client, lun: request.lun)
+                            continue
+                        }
                         let reply = function.handleControl(line) { request throws(ControlFailure) -> Void in
                             switch request.command {
                             case "connect" where !connected:

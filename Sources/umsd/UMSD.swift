@@ -13,7 +13,7 @@ struct UMSD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "umsd",
         abstract: "A userspace USB mass-storage gadget: disk and CD/DVD images served over FunctionFS.",
-        subcommands: [Serve.self, Run.self, Drive.self, Connect.self, Disconnect.self, Status.self]
+        subcommands: [Serve.self, Run.self, Drive.self, Connect.self, Disconnect.self, Status.self, Trace.self]
     )
 }
 
@@ -365,4 +365,38 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
     }
+}
+
+struct Trace: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Follow what the host does, live: one line per SCSI command (time, LUN, command, LBA, length, status, sense, latency).")
+    @Option(name: [.customShort("i"), .customLong("index")], help: "Only this drive (LUN).") var index: Int?
+    @Flag(help: "Print JSON lines.") var json = false
+    @OptionGroup var control: ControlOptions
+
+    func run() throws {
+        let request = Array(try JSONEncoder().encode(DriveRequest(command: "trace", lun: index)))
+        do {
+            try streamUnixLines(path: control.path, request) { line in
+                // Written straight to the descriptor, so a pipe (| grep, | tee) sees each line at once.
+                if json {
+                    writeLine(String(decoding: line, as: UTF8.self))
+                } else if let event = try? JSONDecoder().decode(TraceEvent.self, from: Data(line)) {
+                    let seconds = event.time.truncatingRemainder(dividingBy: 86400)
+                    let clock = String(
+                        format: "%02d:%02d:%06.3f", Int(seconds) / 3600, Int(seconds) / 60 % 60,
+                        seconds.truncatingRemainder(dividingBy: 60))
+                    writeLine("\(clock) \(event.line)")
+                }
+            }
+        } catch {
+            printError("umsd: umsd is not running (no answer on \(control.path)); start it with umsd serve or umsd run.")
+            throw ExitCode.failure
+        }
+    }
+}
+
+func writeLine(_ text: String) {
+    let bytes = Array((text + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }

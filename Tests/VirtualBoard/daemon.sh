@@ -56,10 +56,16 @@ check "the host enumerates three drives" wait_for 30 lun 2
 check "systemd was told READY=1" wait_for 5 grep -q READY=1 "$work/notify.log"
 check "drive 0 is a CD, 1 and 2 are flash drives" \
     bash -c "[[ \$($umsd drive list --socket $socket) == *'0: CD/DVD ro (no image)'*'1: flash rw (no image)'*'2: flash ro (no image)'* ]]"
+"$umsd" trace --socket "$socket" -i 0 >"$work/trace.log" 2>&1 &
+trace_pid=$!
+sleep 0.3
 check "load an image by name into the CD drive" cli drive -i 0 --set-image disc.iso
 sr=$(lun 0)
 check "the host mounts it" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; mount -t iso9660 -o ro $sr $work/mnt && grep -q 'hello from the daemon' $work/mnt/hello.txt"
 umount "$work/mnt"
+check "umsd trace shows the host's reads of drive 0, decoded" grep -qE 'LUN 0 READ\(10\) lba=[0-9]+ blocks=[0-9]+ -> passed' "$work/trace.log"
+check "umsd trace follows only the drive asked for" bash -c "! grep -q 'LUN 1 ' $work/trace.log"
+kill "$trace_pid" 2>/dev/null
 check "hidden and parent-folder names are refused" \
     bash -c "$umsd drive --socket $socket -i 0 --set-image .. 2>&1 | grep -q 'not an image name' && $umsd drive --socket $socket -i 0 --set-image .state 2>&1 | grep -q 'not an image name'"
 check "load the flash image into the writable drive" cli drive -i 1 --set-image flash.img
