@@ -85,6 +85,7 @@ public enum Daemon {
         server.reenumerateOnTypeChange = configuration.gadget.reenumerateOnTypeChange
         server.imageFolder = configuration.imageFolder
         server.startConnected = saved?.connected ?? true
+        server.joinExistingGadget = configuration.gadget.mode == .existing
         return server
     }
 
@@ -96,9 +97,6 @@ public enum Daemon {
             logger.info("mass storage is turned off (enabled: false)")
             notifySystemd("READY=1\nSTATUS=mass storage turned off")
             return
-        }
-        guard configuration.gadget.mode == .own else {
-            throw ServerError("gadget.mode: existing (joining an appliance's gadget) is not implemented yet; use mode: own.")
         }
         let saved = configuration.persistState ? SavedState.read(configuration.stateFile) : nil
         var server = serverConfiguration(configuration, saved: saved, defaultSerial: defaultSerial, logger: logger)

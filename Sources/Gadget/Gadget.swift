@@ -30,7 +30,7 @@ public struct GadgetDescription: Sendable, Equatable {
 
 /// The configfs state, opened through libusbgx.
 public final class GadgetConfigFS {
-    private let state: OpaquePointer
+    let state: OpaquePointer
 
     /// The corresponding C call is `usbg_init`.
     public init(path: String = "/sys/kernel/config") throws(GadgetError) {
@@ -56,6 +56,14 @@ public final class GadgetConfigFS {
             if !name.hasPrefix(".") { names.append(name) }
         }
         return names.sorted()
+    }
+
+    /// The controller the gadget `name` is bound to now, if it exists and is bound.
+    public func controller(ofGadget name: String) -> String? {
+        guard let gadget = usbg_get_gadget(state, name), let udc = usbg_get_gadget_udc(gadget),
+            let udcName = usbg_get_udc_name(udc)
+        else { return nil }
+        return String(cString: udcName)
     }
 
     /// Removes a gadget of this name left behind by a process that died: unbinds it and deletes it recursively.
@@ -119,17 +127,62 @@ public final class GadgetConfigFS {
     }
 }
 
-/// A gadget that exists in configfs until `remove()`.
+extension GadgetConfigFS {
+    /// Adds a FunctionFS function to the appliance's existing gadget `name` (keyboard, mouse and storage on one USB
+    /// port), in its first configuration. The gadget is unbound while it changes; `CreatedGadget.remove()` takes
+    /// the function out again and binds the gadget back where it was.
+    public func join(existing name: String, functionInstance: String) throws(GadgetError) -> CreatedGadget {
+        guard let gadget = usbg_get_gadget(state, name) else {
+            throw GadgetError("There is no gadget named \(name) in configfs to add umsd's function to.")
+        }
+        guard let config = usbg_get_first_config(gadget) else {
+            throw GadgetError("The gadget \(name) has no configuration to add umsd's function to.")
+        }
+        var previousController: String?
+        if let udc = usbg_get_gadget_udc(gadget), let udcName = usbg_get_udc_name(udc) {
+            previousController = String(cString: udcName)
+        }
+        _ = usbg_disable_gadget(gadget)
+        // A function left by an umsd that died: take it out first (its bindings go with it).
+        if let leftover = usbg_get_function(gadget, USBG_F_FFS, functionInstance) {
+            _ = usbg_rm_function(leftover, Int32(USBG_RM_RECURSE))
+        }
+        var function: OpaquePointer?
+        var result = usbg_create_function(gadget, USBG_F_FFS, functionInstance, nil, &function)
+        guard result == USBG_SUCCESS.rawValue, let function else {
+            if let previousController, let udc = usbg_get_udc(state, previousController) { _ = usbg_enable_gadget(gadget, udc) }
+            throw GadgetError("The FunctionFS function could not be added to \(name): \(errorText(result)).")
+        }
+        result = usbg_add_config_function(config, "umsd.\(functionInstance)", function)
+        guard result == USBG_SUCCESS.rawValue else {
+            _ = usbg_rm_function(function, Int32(USBG_RM_RECURSE))
+            if let previousController, let udc = usbg_get_udc(state, previousController) { _ = usbg_enable_gadget(gadget, udc) }
+            throw GadgetError("The function could not be added to \(name)'s configuration: \(errorText(result)).")
+        }
+        return CreatedGadget(
+            gadget: gadget, state: state, name: name,
+            joined: (function: function, previousController: previousController))
+    }
+}
+
+/// A gadget that exists in configfs until `remove()`: umsd's own, or an appliance's that umsd joined.
 public final class CreatedGadget {
     private let gadget: OpaquePointer
     private let state: OpaquePointer
     public let name: String
+    /// For a joined gadget: umsd's function in it, and the controller it was bound to before umsd came.
+    private let joined: (function: OpaquePointer, previousController: String?)?
 
-    init(gadget: OpaquePointer, state: OpaquePointer, name: String) {
+    init(gadget: OpaquePointer, state: OpaquePointer, name: String,
+         joined: (function: OpaquePointer, previousController: String?)? = nil) {
         self.gadget = gadget
         self.state = state
         self.name = name
+        self.joined = joined
     }
+
+    /// The controller the appliance had bound its gadget to, if umsd joined one that was bound.
+    public var previousController: String? { joined?.previousController }
 
     /// Binds the gadget to the controller named `controller`, which makes it visible to the host.
     public func bind(to controller: String) throws(GadgetError) {
@@ -150,10 +203,18 @@ public final class CreatedGadget {
         _ = usbg_disable_gadget(gadget)
     }
 
-    /// Unbinds and deletes the gadget from configfs.
+    /// Unbinds and deletes the gadget from configfs; a joined gadget only loses umsd's function and is bound back
+    /// to its controller, so the appliance's other functions keep working.
     public func remove() {
         _ = usbg_disable_gadget(gadget)
-        _ = usbg_rm_gadget(gadget, Int32(USBG_RM_RECURSE))
+        guard let joined else {
+            _ = usbg_rm_gadget(gadget, Int32(USBG_RM_RECURSE))
+            return
+        }
+        _ = usbg_rm_function(joined.function, Int32(USBG_RM_RECURSE))
+        if let controller = joined.previousController, let udc = usbg_get_udc(state, controller) {
+            _ = usbg_enable_gadget(gadget, udc)
+        }
     }
 }
 

@@ -48,6 +48,9 @@ public struct ServerConfiguration: Sendable {
     public var runDirectory = "/run/umsd"
     /// Bytes per bulk transfer request.
     public var transferSize = 64 * 1024
+    /// Add the function to the existing gadget named `gadget.name` (an appliance's composite gadget) instead of
+    /// creating one; on exit only the function is taken out again.
+    public var joinExistingGadget = false
     /// Where the control socket listens; nil for `<runDirectory>/<gadget>.sock`.
     public var controlSocket: String?
     /// A drive switched between CD/DVD and flash is re-enumerated (a short unplug) so the host sees the new type.

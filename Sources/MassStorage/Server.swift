@@ -42,8 +42,10 @@ public final class Server {
 
     /// Creates and binds the gadget, serves the host, and on SIGINT/SIGTERM removes every trace of it.
     public func run() throws(ServerError) {
-        let controller = try Preflight.check(controller: configuration.controller)
         let name = configuration.gadget.name
+        // Joining an appliance's gadget: "auto" means the controller it is bound to now.
+        let current = configuration.joinExistingGadget ? (try? GadgetConfigFS())?.controller(ofGadget: name) : nil
+        let controller = try Preflight.check(controller: configuration.controller ?? current)
         let mountPoint = "\(configuration.runDirectory)/\(name)"
 
         let lock = try acquireLock("\(configuration.runDirectory)/\(name).lock", gadget: name)
@@ -54,7 +56,7 @@ public final class Server {
             configFS = try GadgetConfigFS()
             // A previous umsd killed without cleaning up leaves its gadget bound and its FunctionFS mounted.
             FunctionFSMount.unmount(mountPoint)
-            if try configFS.removeLeftover(named: name) {
+            if !configuration.joinExistingGadget, try configFS.removeLeftover(named: name) {
                 logger.info("removed the gadget \(name) left over from an earlier run")
             }
         } catch {
@@ -78,13 +80,16 @@ public final class Server {
 
         let gadget: CreatedGadget
         do {
-            gadget = try configFS.create(configuration.gadget)
+            gadget =
+                configuration.joinExistingGadget
+                ? try configFS.join(existing: name, functionInstance: configuration.gadget.functionInstance)
+                : try configFS.create(configuration.gadget)
         } catch {
             throw ServerError(error.description)
         }
         defer {
             gadget.remove()
-            logger.info("gadget \(name) removed")
+            logger.info(configuration.joinExistingGadget ? "umsd's function taken out of the gadget \(name)" : "gadget \(name) removed")
         }
         do {
             try FunctionFSMount.mount(instance: configuration.gadget.functionInstance, at: mountPoint)

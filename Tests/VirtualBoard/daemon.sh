@@ -107,6 +107,31 @@ kill -TERM "$daemon_pid"
 wait "$daemon_pid"
 daemon_pid=
 
+# Joining an appliance's gadget (gadget.mode: existing): its serial function keeps working beside the drives, and
+# on exit only umsd's function goes away.
+g=/sys/kernel/config/usb_gadget/kvmd
+mkdir -p $g/strings/0x409 $g/configs/c.1/strings/0x409 $g/functions/acm.usb0
+echo 0x$vid >$g/idVendor
+echo 0x$pid >$g/idProduct
+echo "$serial" >$g/strings/0x409/serialnumber
+echo "appliance" >$g/configs/c.1/strings/0x409/configuration
+ln -s $g/functions/acm.usb0 $g/configs/c.1/
+ls /sys/class/udc | head -n 1 >$g/UDC
+printf 'gadget: {mode: existing, name: kvmd}\nstate: {persist: false}\n' >"$work/etc/umsd.d/40-join.yaml"
+start_daemon
+check "joined: the host sees the appliance's device with umsd's drives" wait_for 30 lun 2
+check "joined: the appliance's serial function is still there" \
+    bash -c "grep -l '^02\$' /sys/bus/usb/devices/*/bInterfaceClass | grep -q ."
+kill -TERM "$daemon_pid"
+wait "$daemon_pid"
+daemon_pid=
+check "after umsd: the appliance's gadget remains, bound, without umsd's function" \
+    bash -c "[ -n \"\$(cat $g/UDC)\" ] && [ -e $g/functions/acm.usb0 ] && ! ls $g/functions | grep -q ffs"
+rm -f "$work/etc/umsd.d/40-join.yaml"
+echo "" >$g/UDC
+rm $g/configs/c.1/acm.usb0
+rmdir $g/configs/c.1/strings/0x409 $g/configs/c.1 $g/functions/acm.usb0 $g/strings/0x409 $g
+
 # Configuration errors stop startup with the file, the key and the reason; enabled: false exits at once.
 echo "gadget: {colour: red}" >"$work/etc/umsd.d/60-bad.yaml"
 check "an unknown key stops startup, naming file and key" \

@@ -39,7 +39,8 @@ usb_device() {
 lun_block_device() {
     local dev block
     dev=$(usb_device "$1" "$2" "$3") || return 1
-    for block in "$dev"/*:1.0/host*/target*/*:*:*:"$4"/block/*; do
+    # Any interface: in a composite gadget the mass-storage interface need not be the first.
+    for block in "$dev"/*:1.*/host*/target*/*:*:*:"$4"/block/*; do
         [ -e "$block" ] || continue
         echo "/dev/$(basename "$block")"
         return 0
