@@ -89,10 +89,13 @@ public enum Daemon {
         return server
     }
 
-    /// Runs the daemon until SIGTERM; errors are one sentence.
-    public static func run(_ configuration: DaemonConfiguration, defaultSerial: String, logger: Logger)
-        throws(ServerError)
-    {
+    /// Runs the daemon until SIGTERM; errors are one sentence. On SIGHUP `reload` is asked for the configuration
+    /// again: the log level changes live (through `setLogLevel`), anything else is reported as needing a restart.
+    public static func run(
+        _ configuration: DaemonConfiguration, defaultSerial: String, logger: Logger,
+        reload: @escaping @Sendable () throws(ConfigurationError) -> DaemonConfiguration = { DaemonConfiguration() },
+        setLogLevel: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws(ServerError) {
         guard configuration.enabled else {
             logger.info("mass storage is turned off (enabled: false)")
             notifySystemd("READY=1\nSTATUS=mass storage turned off")
@@ -101,6 +104,24 @@ public enum Daemon {
         let saved = configuration.persistState ? SavedState.read(configuration.stateFile) : nil
         var server = serverConfiguration(configuration, saved: saved, defaultSerial: defaultSerial, logger: logger)
         server.onReady = { notifySystemd("READY=1") }
+        server.onReload = {
+            let log = Logger(label: "umsd")
+            notifySystemd("RELOADING=1")
+            defer { notifySystemd("READY=1") }
+            let fresh: DaemonConfiguration
+            do throws(ConfigurationError) { fresh = try reload() } catch {
+                log.error("configuration not reloaded: \(error.description)")
+                return
+            }
+            setLogLevel(fresh.logLevel)
+            var changed = fresh
+            changed.logLevel = configuration.logLevel
+            if changed != configuration {
+                log.warning("the configuration changed beyond the log level: restart umsd to apply it")
+            } else {
+                log.info("configuration reloaded (log level \(fresh.logLevel))")
+            }
+        }
         if configuration.persistState {
             let path = configuration.stateFile
             server.onStateChange = { drives, connected in

@@ -60,6 +60,8 @@ public struct ServerConfiguration: Sendable {
     /// Called after every change the operator made, with the drives and whether the gadget is connected (the
     /// daemon saves them, to come back the same after a restart).
     public var onStateChange: (@Sendable ([DriveResponse.Drive], Bool) -> Void)?
+    /// Called on SIGHUP (the daemon reloads what can change live).
+    public var onReload: (@Sendable () -> Void)?
     /// Image names without a slash are looked up here; nil: every image is a path.
     public var imageFolder: String?
     /// Bind to the controller at start (false: start disconnected, as saved).

@@ -192,6 +192,7 @@ public final class Server {
                         logger.info("signal received, stopping")
                         break serve
                     }
+                    if received.contains(SIGHUP) { configuration.onReload?() }
                 case Token.timer:
                     timer.acknowledge()
                     function.timerFired()

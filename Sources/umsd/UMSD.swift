@@ -352,14 +352,14 @@ struct Serve: ParsableCommand {
             printError("umsd: \(error.description)")
             throw ExitCode.failure
         }
-        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LiveLogLevel.set(configuration.logLevel)
+        LoggingSystem.bootstrap { label in LiveLevelLogHandler(inner: StreamLogHandler.standardError(label: label)) }
+        let main = config
         do {
-            try Daemon.run(configuration, defaultSerial: defaultSerial(), logger: Logger(label: "umsd"))
+            try Daemon.run(
+                configuration, defaultSerial: defaultSerial(), logger: Logger(label: "umsd"),
+                reload: { () throws(ConfigurationError) -> DaemonConfiguration in try ConfigurationLoader.load(main: main) },
+                setLogLevel: { LiveLogLevel.set($0) })
         } catch {
             printError("umsd: \(error.description)")
             throw ExitCode.failure
@@ -399,4 +399,42 @@ struct Trace: ParsableCommand {
 func writeLine(_ text: String) {
     let bytes = Array((text + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+}
+
+import Synchronization
+
+/// The daemon's log level, changeable on SIGHUP while every logger keeps its handler.
+enum LiveLogLevel {
+    private static let level = Atomic<UInt8>(2)
+    private static let levels: [Logger.Level] = [.trace, .debug, .info, .notice, .warning, .error, .critical]
+
+    static func set(_ name: String) {
+        level.store(UInt8(levels.firstIndex(of: Logger.Level(rawValue: name) ?? .info) ?? 2), ordering: .relaxed)
+    }
+
+    static var current: Logger.Level { levels[Int(level.load(ordering: .relaxed))] }
+}
+
+/// A stream handler whose level is `LiveLogLevel`'s.
+struct LiveLevelLogHandler: LogHandler {
+    var inner: StreamLogHandler
+
+    var logLevel: Logger.Level {
+        get { LiveLogLevel.current }
+        set { LiveLogLevel.set(newValue.rawValue) }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        inner.log(event: event)
+    }
 }

@@ -73,6 +73,17 @@ check "the same image in a second drive is refused while writable" \
     bash -c "$umsd drive --socket $socket -i 2 --set-image flash.img 2>&1 | grep -q 'in use by drive 1'"
 check "the state file records the drives" grep -q "$work/images/flash.img" "$work/state.json"
 
+check "debug logging shows host commands" grep -q "READ(10) lba=" "$work/umsd.log"
+echo "log: {level: info}" >"$work/etc/umsd.d/50-debug.yaml"
+kill -HUP "$daemon_pid"
+check "SIGHUP reloads the log level" wait_for 5 grep -q "configuration reloaded (log level info)" "$work/umsd.log"
+lines=$(wc -l <"$work/umsd.log")
+dd if="$(lun 0)" of=/dev/null bs=64k count=4 iflag=direct status=none
+check "at info level host commands are no longer logged" bash -c "! tail -n +$((lines + 1)) $work/umsd.log | grep -q 'READ(10)'"
+echo "log: {level: debug}" >"$work/etc/umsd.d/50-debug.yaml"
+kill -HUP "$daemon_pid"
+wait_for 5 grep -q "configuration reloaded (log level debug)" "$work/umsd.log"
+
 # SIGTERM while the host writes: what the host was told is written is in the image, and nothing is left behind.
 sd=$(lun 1)
 wait_for 10 sg_turs "$sd" >/dev/null 2>&1
