@@ -58,7 +58,8 @@ let package = Package(
         .testTarget(name: "USBDescriptorsTests", dependencies: ["USBDescriptors"]),
         .testTarget(name: "BulkOnlyTests", dependencies: ["BulkOnly"]),
         .testTarget(name: "SCSITests", dependencies: ["SCSI"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MassStorage"]),
+        .testTarget(name: "MassStorageTests", dependencies: ["MassStorage"]),
     ],
     swiftLanguageModes: [.v6]
 )
