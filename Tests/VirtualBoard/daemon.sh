@@ -73,6 +73,27 @@ check "the same image in a second drive is refused while writable" \
     bash -c "$umsd drive --socket $socket -i 2 --set-image flash.img 2>&1 | grep -q 'in use by drive 1'"
 check "the state file records the drives" grep -q "$work/images/flash.img" "$work/state.json"
 
+# A swap under the host's mount, and a flash drive turned into a CD drive.
+mkdir -p "$work/iso2"
+echo "the second disc" >"$work/iso2/hello.txt"
+xorriso -as mkisofs -quiet -V DAEMON2 -J -R -o "$work/images/second.iso" "$work/iso2" 2>/dev/null
+sr=$(lun 0)
+mount -t iso9660 -o ro "$sr" "$work/mnt"
+check "swap the mounted CD (forced)" cli drive -i 0 --set-image second.iso --unlock
+echo 3 >/proc/sys/vm/drop_caches
+check "the old mount fails cleanly" bash -c "! cat $work/mnt/hello.txt >/dev/null 2>&1"
+umount "$work/mnt" 2>/dev/null || umount -l "$work/mnt"
+check "the host reads the new disc" bash -c "mount -t iso9660 -o ro $sr $work/mnt && grep -q 'the second disc' $work/mnt/hello.txt"
+umount "$work/mnt"
+sr_before=$(ls /sys/block | grep -c '^sr')
+check "drive 2 (flash) becomes a CD drive" cli drive -i 2 --set-cdrom 1
+check "after the automatic re-enumeration the host has a second /dev/srX" \
+    bash -c "for i in \$(seq 200); do [ \$(ls /sys/block | grep -c '^sr') -gt $sr_before ] && exit 0; sleep 0.1; done; exit 1"
+wait_for 30 lun 2
+check "and it is LUN 2" matches "$(lun 2)" "/dev/sr*"
+check "drive 2 back to flash" cli drive -i 2 --set-cdrom 0
+wait_for 30 lun 2
+
 check "debug logging shows host commands" grep -q "READ(10) lba=" "$work/umsd.log"
 echo "log: {level: info}" >"$work/etc/umsd.d/50-debug.yaml"
 kill -HUP "$daemon_pid"
@@ -111,9 +132,9 @@ kill -KILL "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
 start_daemon
 check "restart after SIGKILL serves again" wait_for 30 lun 2
-check "the CD image came back from the saved state" bash -c "$umsd drive --socket $socket -i 0 | grep -q 'disc.iso'"
+check "the CD image came back from the saved state" bash -c "$umsd drive --socket $socket -i 0 | grep -q 'second.iso'"
 sr=$(lun 0)
-check "the host reads it" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; cmp -s $work/images/disc.iso $sr"
+check "the host reads it" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; cmp -s $work/images/second.iso $sr"
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"
 daemon_pid=
