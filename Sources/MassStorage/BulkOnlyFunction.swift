@@ -382,10 +382,16 @@ final class BulkOnlyFunction {
             }
         } else if cmd.totalOut > 0 {
             while cmd.queued < cmd.totalOut, let slot = data.take() {
-                // A request never spans what the command uses and what it discards.
-                let boundary = cmd.queued < plan.receive ? plan.receive : cmd.totalOut
-                let length = min(data.bufferSize, boundary - cmd.queued)
-                if cmd.queued < plan.receive, cmd.failure == nil, case .write(let range, _) = cmd.reply,
+                // Every OUT request but the last ends on a packet boundary: a FunctionFS read completes only when
+                // full or on a short packet, and a packet longer than the request loses its excess. So a request
+                // stops where the used data ends only when that is a packet boundary (at SuperSpeed, 512 used
+                // bytes of a 1024-byte packet are not).
+                var length = min(data.bufferSize, cmd.totalOut - cmd.queued)
+                let toBoundary = plan.receive - cmd.queued
+                if cmd.queued < plan.receive, toBoundary < length, toBoundary % maxPacketSize == 0 {
+                    length = toBoundary
+                }
+                if cmd.queued + length <= plan.receive, cmd.failure == nil, case .write(let range, _) = cmd.reply,
                     let target = images[cmd.lun]?.mappedForWriting(
                         at: range.byteOffset + UInt64(cmd.queued), length: length)
                 {
