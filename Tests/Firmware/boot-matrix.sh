@@ -37,7 +37,9 @@ logs=${UMSD_FIRMWARE_LOGS:-$(mktemp -d /tmp/umsd-firmware-matrix.XXXXXX)}
 mkdir -p "$logs"
 
 # 1. The images (cached in Board/firmware/.cache; the first build takes about half a minute, most of it the DVD).
-images=$(Board/firmware/images grub installer dvd 2> >(sed 's/^/# /'))
+# Its messages go to a file: a `2> >(sed ...)` inside $(...) would write them into the captured paths.
+images=$(Board/firmware/images grub installer dvd 2>"$logs/images.log")
+sed 's/^/# /' "$logs/images.log"
 if [ "$(wc -l <<<"$images")" != 3 ]; then
     not_ok "the test images could be built (Board/firmware/images grub installer dvd)"
     summary
