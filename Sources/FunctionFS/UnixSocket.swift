@@ -76,31 +76,33 @@ public final class UnixListener {
 
 /// Sends one request line to the Unix socket at `path` and returns the response line.
 public func unixRequest(path: String, _ request: [UInt8]) throws(SystemError) -> [UInt8] {
+    var response: [UInt8]?
+    try streamUnixLines(path: path, request) { line in
+        if response == nil { response = line }
+    }
+    return response ?? []
+}
+
+/// A connected Unix stream socket. The corresponding C calls are `socket` and `connect`.
+private func connectUnix(_ path: String) throws(SystemError) -> Int32 {
     let fd = try check("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-    defer { close(fd) }
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
     let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw SystemError("connect \(path)", errno: ENAMETOOLONG) }
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        raw.copyBytes(from: bytes)
-        raw[bytes.count] = 0
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        close(fd)
+        throw SystemError("connect \(path)", errno: ENAMETOOLONG)
     }
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
-    guard connected == 0 else { throw SystemError("connect \(path)") }
-    try writeAll(fd, request + [10], "send the request")
-    var response: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = read(fd, &chunk, chunk.count)
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        response += chunk[0..<n]
+    guard connected == 0 else {
+        let error = SystemError("connect \(path)")
+        close(fd)
+        throw error
     }
-    if let end = response.firstIndex(of: 10) { response.removeSubrange(end...) }
-    return response
+    return fd
 }
 
 /// Tells systemd (Type=notify) how the service is doing, without libsystemd: one datagram to $NOTIFY_SOCKET, e.g.
@@ -128,24 +130,19 @@ public func notifySystemd(_ state: String) {
 
 /// Sends one request line, then calls `body` with every line the server sends until it closes the connection.
 public func streamUnixLines(path: String, _ request: [UInt8], _ body: ([UInt8]) -> Void) throws(SystemError) {
-    let fd = try check("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    let fd = try connectUnix(path)
     defer { close(fd) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw SystemError("connect \(path)", errno: ENAMETOOLONG) }
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard connected == 0 else { throw SystemError("connect \(path)") }
     try writeAll(fd, request + [10], "send the request")
     var pending: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
         let n = read(fd, &chunk, chunk.count)
         if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
+        if n <= 0 {
+            // A last line without its newline still counts.
+            if !pending.isEmpty { body(pending) }
+            return
+        }
         pending += chunk[0..<n]
         while let end = pending.firstIndex(of: 10) {
             body(Array(pending[..<end]))
