@@ -11,16 +11,9 @@ public final class UnixListener {
         self.path = path
         fd = try check("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
         unlink(path)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard var address = unixAddress(path) else {
             close(fd)
             throw SystemError("bind \(path): path too long", errno: ENAMETOOLONG)
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
         }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
@@ -86,14 +79,10 @@ public func unixRequest(path: String, _ request: [UInt8]) throws(SystemError) ->
 /// A connected Unix stream socket. The corresponding C calls are `socket` and `connect`.
 private func connectUnix(_ path: String) throws(SystemError) -> Int32 {
     let fd = try check("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+    guard var address = unixAddress(path) else {
         close(fd)
         throw SystemError("connect \(path)", errno: ENAMETOOLONG)
     }
-    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
@@ -149,4 +138,18 @@ public func streamUnixLines(path: String, _ request: [UInt8], _ body: ([UInt8]) 
             pending.removeSubrange(...end)
         }
     }
+}
+
+/// A Unix socket address for `path`, NUL-terminated; nil when the path does not fit in sun_path.
+private func unixAddress(_ path: String) -> sockaddr_un? {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+    // sun_path is a fixed array inside `address`; bytes.count + 1 fits, checked above.
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    return address
 }
