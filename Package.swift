@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.0"),
     ],
     targets: [
         // Pure protocol core: no syscalls, exhaustively unit-tested.
@@ -46,10 +48,22 @@ let package = Package(
                 "SCSI", "Gadget", "MassStorage", "FunctionFS", .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The image store: names, parts, uploads, creation of flash images.
+        .target(name: "ImageStore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // The HTTP API and web page of `umsd serve`.
+        .target(
+            name: "HTTPAPI",
+            dependencies: [
+                "ImageStore", "MassStorage", "FunctionFS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "umsd",
             dependencies: [
-                "MassStorage", "FunctionFS", "Daemon",
+                "MassStorage", "FunctionFS", "Daemon", "ImageStore", "HTTPAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -60,6 +74,14 @@ let package = Package(
         .testTarget(name: "SCSITests", dependencies: ["SCSI"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MassStorage"]),
         .testTarget(name: "MassStorageTests", dependencies: ["MassStorage"]),
+        .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore"]),
+        .testTarget(
+            name: "HTTPAPITests",
+            dependencies: [
+                "HTTPAPI", "ImageStore", "MassStorage",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

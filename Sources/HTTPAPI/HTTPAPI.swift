@@ -1,0 +1,1 @@
+// Placeholder: the HTTP API is being written (issue 7).

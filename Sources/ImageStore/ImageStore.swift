@@ -1,0 +1,1 @@
+// Placeholder: the image store is being written (issue 7).
