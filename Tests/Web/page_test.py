@@ -1,0 +1,325 @@
+"""The web page of `umsd serve` in a real browser (Chromium through Selenium), against a running daemon.
+
+Run by Tests/Web/run, which starts the daemon in the virtual board (Tests/Web/guest.sh) and forwards its HTTP port
+to the host. The daemon listens beyond loopback, so the page has to ask for the token: the test opens the page the
+way a browser gets it when `/` is already open to it and only the API wants the token (see open_page).
+Prints one line per check and ends with "# web: N passed, M failed".
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
+
+passed = 0
+failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok - {name}", flush=True)
+    else:
+        failed += 1
+        print(f"not ok - {name}" + (f" ({detail})" if detail else ""), flush=True)
+    return ok
+
+
+def wait(condition, timeout=20.0, step=0.1):
+    """The first truthy value of condition() within timeout seconds, else None; exceptions count as falsy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except WebDriverException:
+            pass
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(step)
+
+
+class Board:
+    """Requests to Tests/Web/guest.sh inside the VM, one file each way in the shared folder."""
+
+    def __init__(self, share):
+        self.share = share
+
+    def ask(self, name, argument="", timeout=60.0):
+        result = os.path.join(self.share, name + ".result")
+        if os.path.exists(result):
+            os.remove(result)
+        with open(os.path.join(self.share, name + ".request.tmp"), "w") as f:
+            f.write(argument)
+        os.rename(os.path.join(self.share, name + ".request.tmp"), os.path.join(self.share, name + ".request"))
+        if not wait(lambda: os.path.exists(result), timeout, 0.2):
+            return None
+        with open(result) as f:
+            return f.read()
+
+
+class API:
+    """Direct calls to the daemon, for what the page does not show (and to cross-check what it does)."""
+
+    def __init__(self, url, token):
+        self.url = url
+        self.token = token
+
+    def call(self, method, path, token=True):
+        request = urllib.request.Request(self.url + path, method=method)
+        if token:
+            request.add_header("Authorization", "Bearer " + self.token)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def state(self):
+        status, _, body = self.call("GET", "/api/state")
+        return json.loads(body) if status == 200 else None
+
+
+def browser(artifacts):
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,900", "--lang=en-US"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service("/usr/bin/chromedriver", log_output=os.path.join(artifacts, "chromedriver.log"))
+    return webdriver.Chrome(service=service, options=options)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--share", required=True, help="the folder shared with the board")
+    parser.add_argument("--iso", required=True, help="the ISO to upload; it holds hello.txt")
+    parser.add_argument("--hello", required=True, help="the text of hello.txt")
+    parser.add_argument("--big", required=True, help="a big file to start uploading and abort")
+    args = parser.parse_args()
+    share = args.share
+    with open(os.path.join(share, "token")) as f:
+        token = f.read().strip()
+    api = API(args.url, token)
+    board = Board(share)
+    iso_name = os.path.basename(args.iso)
+    big_name = os.path.basename(args.big)
+
+    status, headers, html = api.call("GET", "/", token=False)
+    check("beyond loopback the page itself needs credentials (401 with a Bearer challenge)",
+          status == 401 and headers.get("WWW-Authenticate", "").lower().startswith("bearer"), f"{status} {headers}")
+    status, headers, html = api.call("GET", "/")
+    check("GET / with the token serves the page", status == 200 and b"<title>umsd" in html
+          and headers.get("Content-Type", "").startswith("text/html"), f"{status}")
+
+    driver = browser(share)
+    try:
+        run(driver, api, board, args, html.decode(), iso_name, big_name, share)
+    except Exception as e:  # a broken step must not hide the count: it fails, loudly
+        check("the browser steps ran to the end", False, f"{type(e).__name__}: {e}")
+        try:
+            driver.save_screenshot(os.path.join(share, "failure.png"))
+        except WebDriverException:
+            pass
+    finally:
+        try:
+            errors = [e for e in driver.get_log("browser") if e.get("source") == "javascript"]
+            check("no JavaScript errors in the page", not errors, "; ".join(e["message"] for e in errors)[:600])
+        finally:
+            driver.quit()
+    print(f"# web: {passed} passed, {failed} failed", flush=True)
+    return 0 if failed == 0 else 1
+
+
+def js(driver, script, *args):
+    return driver.execute_script(script, *args)
+
+
+def text_of(driver, css):
+    return js(driver, "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;", css)
+
+
+def open_page(driver, url, html):
+    """Opens the page as a browser would when `/` is open to it but the API wants a token.
+
+    The daemon protects `/` too, and a plain browser cannot send a bearer token for a page load; so the test loads
+    an address of the daemon (its 401 answer still makes the document same-origin) and writes the page that
+    GET / served into it. Everything after that is the page's own doing: its API calls get 401 with a Bearer
+    challenge, it asks for the token, keeps it in localStorage and sends it.
+    """
+    driver.get(url + "/api/openapi.yaml")
+    js(driver, "localStorage.clear(); document.open(); document.write(arguments[0]); document.close();", html)
+
+
+def upload_samples(driver):
+    return js(driver, "return window.__samples || [];")
+
+
+def run(driver, api, board, args, html, iso_name, big_name, share):
+    url = args.url
+    open_page(driver, url, html)
+    check("the page asks for a token", wait(lambda: js(driver, "return document.getElementById('auth-dialog').open"), 20))
+    driver.find_element(By.ID, "auth-token").send_keys(api.token)
+    driver.find_element(By.ID, "auth-submit").click()
+    check("with the token the drives appear", wait(lambda: driver.find_elements(By.CSS_SELECTOR, "article[data-lun='1']"), 20))
+    check("the token is kept in localStorage", js(driver, "return localStorage.getItem('umsd.token')") == api.token)
+    check("the event stream is live", wait(lambda: text_of(driver, "#live") == "Live", 20), text_of(driver, "#live"))
+    check("no error is shown", js(driver, "return document.getElementById('error').hidden"), text_of(driver, "#error-text"))
+
+    # Disconnected first, so that connecting later is a visible change.
+    if text_of(driver, "#connect") == "Disconnect":
+        driver.find_element(By.ID, "connect").click()
+    check("disconnect: the page says the host is disconnected",
+          wait(lambda: text_of(driver, "#usb-text") == "Host: disconnected", 20), text_of(driver, "#usb-text"))
+    check("the daemon agrees", (api.state() or {}).get("connected") is False)
+
+    # Upload through the file input; a MutationObserver records every progress text the page shows.
+    js(driver, """
+        window.__samples = [];
+        new MutationObserver(() => {
+          for (const li of document.querySelectorAll('#uploads li[data-upload]')) {
+            const p = li.querySelector('progress');
+            window.__samples.push([li.dataset.upload, p.value, p.max, li.textContent]);
+          }
+        }).observe(document.getElementById('uploads'), {subtree: true, childList: true, characterData: true, attributes: true});
+    """)
+    driver.find_element(By.ID, "file").send_keys(args.iso)
+    row = f"#images li[data-image='{iso_name}'][data-complete='true']"
+    check("the uploaded ISO appears in the image list", wait(lambda: driver.find_elements(By.CSS_SELECTOR, row), 120))
+    samples = [s for s in upload_samples(driver) if s[0] == iso_name]
+    moving = sorted({s[1] for s in samples if 0 < s[1] < s[2]})
+    check("the progress bar moved (values between 0 and the total)", len(moving) >= 2,
+          f"{len(samples)} samples, values {moving[:5]}")
+    last = samples[-1][3] if samples else ""
+    check("the progress text shows bytes, percent and speed", "MiB" in last and "%" in last and "/s" in last, last)
+    check("the finished upload leaves the upload list",
+          wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "#uploads li"), 10))
+    size_text = text_of(driver, row + " .meta span")
+    expected = os.path.getsize(args.iso) / 1048576
+    check("its size is shown in MiB", size_text == f"{expected:.1f} MiB" or size_text == f"{expected:.2f} MiB",
+          f"{size_text!r}, file {expected:.2f} MiB")
+
+    # Into drive 0, a CD drive.
+    drive0 = "article[data-lun='0']"
+    check("drive 0 is a CD/DVD drive", text_of(driver, drive0 + " [data-role=kind]") == "CD/DVD")
+    Select(driver.find_element(By.ID, "drive-0-image")).select_by_value(iso_name)
+    driver.find_element(By.CSS_SELECTOR, drive0 + " button[data-action=load]").click()
+    check("the ISO is shown in drive 0", wait(lambda: text_of(driver, drive0 + " [data-role=image]") == iso_name, 20),
+          text_of(driver, drive0 + " [data-role=image]"))
+    check("the image list says it is in drive 0",
+          wait(lambda: "in drive 0" in (text_of(driver, row) or ""), 20), text_of(driver, row))
+
+    driver.find_element(By.ID, "connect").click()
+    check("connect: the page says the host is connected",
+          wait(lambda: text_of(driver, "#usb-text") == "Host: connected", 20), text_of(driver, "#usb-text"))
+    answer = board.ask("mount-cd", "hello.txt", 90) or ""
+    lines = answer.splitlines()
+    check("the host sees the disc as /dev/srX and reads the known file from it",
+          len(lines) >= 2 and lines[0].startswith("/dev/sr") and lines[1] == args.hello, answer.strip()[:300])
+    # Mounted, the host's sr driver locks the tray: a change the page only learns from the event stream.
+    check("the page shows the host's lock on drive 0 (event stream)",
+          wait(lambda: "Locked by host" in (text_of(driver, drive0) or ""), 20), text_of(driver, drive0))
+
+    os.makedirs(share, exist_ok=True)
+    driver.save_screenshot(os.path.join(share, "desktop.png"))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 360, "height": 740, "deviceScaleFactor": 2, "mobile": True})
+    time.sleep(0.5)
+    width = js(driver, "return document.documentElement.scrollWidth")
+    check("at 360 px nothing sticks out sideways", width <= 360, f"scrollWidth {width}")
+    driver.save_screenshot(os.path.join(share, "phone.png"))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+    check("the host unmounts the disc", (board.ask("unmount-cd", "", 30) or "").strip() == "unmounted")
+    check("the page shows the lock gone (event stream)",
+          wait(lambda: "Locked by host" not in (text_of(driver, drive0) or "x"), 20), text_of(driver, drive0))
+
+    # Abort a big upload half-way: nothing may be left, neither in the list nor on the disk nor as a transfer.
+    driver.find_element(By.ID, "file").send_keys(args.big)
+    started = wait(lambda: [s for s in upload_samples(driver) if s[0] == big_name and s[1] > 0], 60)
+    check("the big upload starts", started)
+    driver.find_element(By.CSS_SELECTOR, f"#uploads li[data-upload='{big_name}'] button[data-action=abort]").click()
+    sent = max((s[1] for s in upload_samples(driver) if s[0] == big_name), default=0)
+    total = os.path.getsize(args.big)
+    check("it was aborted part-way", 0 < sent < total, f"{sent} of {total}")
+    check("the aborted upload leaves the upload list",
+          wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "#uploads li"), 10))
+    check("the page says it was aborted", wait(lambda: "aborted" in (text_of(driver, "#notice-text") or ""), 10))
+    check("the daemon has no transfer left", wait(lambda: (api.state() or {}).get("transfers") == [], 20),
+          json.dumps((api.state() or {}).get("transfers"))[:300])
+    check("the page lists no trace of it", wait(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, f"#images li[data-image='{big_name}']")
+        and not driver.find_elements(By.CSS_SELECTOR, "#images li[data-complete='false']"), 10))
+    files = board.ask("images", "", 30)
+    check("the images folder holds only the ISO (no temporary file)", files is not None
+          and files.split() == [f"./{iso_name}"], (files or "no answer").strip()[:300])
+
+    # An error is the server's own sentence.
+    driver.find_element(By.CSS_SELECTOR, row + " button[data-action=delete]").click()
+    check("delete asks first", wait(lambda: js(driver, "return document.getElementById('confirm-dialog').open"), 10))
+    driver.find_element(By.ID, "confirm-ok").click()
+    check("deleting the image in drive 0 shows the server's sentence",
+          wait(lambda: not js(driver, "return document.getElementById('error').hidden")
+               and "drive 0" in (text_of(driver, "#error-text") or ""), 10), text_of(driver, "#error-text"))
+    check("and the image is still there", driver.find_elements(By.CSS_SELECTOR, row))
+
+    driver.find_element(By.CSS_SELECTOR, drive0 + " button[data-action=eject]").click()
+    check("eject: drive 0 shows no image", wait(lambda: text_of(driver, drive0 + " [data-role=image]") == "No image", 20),
+          text_of(driver, drive0 + " [data-role=image]"))
+    driver.find_element(By.CSS_SELECTOR, row + " button[data-action=delete]").click()
+    wait(lambda: js(driver, "return document.getElementById('confirm-dialog').open"), 10)
+    driver.find_element(By.ID, "confirm-ok").click()
+    check("now the delete goes through", wait(lambda: not driver.find_elements(By.CSS_SELECTOR, row), 20))
+
+    # A flash image from the form, loaded writable into the flash drive.
+    driver.find_element(By.ID, "create-name").send_keys("web-flash.img")
+    driver.find_element(By.ID, "create-size").send_keys("16M")
+    Select(driver.find_element(By.ID, "create-fs")).select_by_value("vfat")
+    driver.find_element(By.ID, "create-button").click()
+    flash = "#images li[data-image='web-flash.img'][data-complete='true']"
+    check("create: the flash image appears", wait(lambda: driver.find_elements(By.CSS_SELECTOR, flash), 60),
+          text_of(driver, "#error-text"))
+    check("with its size", (text_of(driver, flash + " .meta span") or "") == "16.0 MiB", text_of(driver, flash))
+    drive1 = "article[data-lun='1']"
+    Select(driver.find_element(By.ID, "drive-1-image")).select_by_value("web-flash.img")
+    driver.find_element(By.CSS_SELECTOR, drive1 + " button[data-action=load]").click()
+    check("it loads into drive 1", wait(lambda: text_of(driver, drive1 + " [data-role=image]") == "web-flash.img", 20))
+    check("drive 1 is writable", "Writable" in (text_of(driver, drive1 + " .chips") or ""), text_of(driver, drive1))
+    driver.find_element(By.CSS_SELECTOR, drive1 + " button[data-action=writable]").click()
+    check("toggle writable: drive 1 becomes read-only",
+          wait(lambda: "Read-only" in (text_of(driver, drive1 + " .chips") or ""), 20), text_of(driver, drive1))
+    drives = (api.state() or {}).get("drives") or [{}, {}]
+    check("the daemon agrees", drives[1].get("writable") is False and drives[1].get("image") == "web-flash.img",
+          json.dumps(drives[1])[:300])
+
+    # Keyboard: the connect button is reachable with Tab and works with Enter.
+    # A click on the heading puts the keyboard's starting point at the top of the page.
+    js(driver, "window.scrollTo(0, 0);")
+    ActionChains(driver).click(driver.find_element(By.TAG_NAME, "h1")).perform()
+    for _ in range(5):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if js(driver, "return document.activeElement.id") == "connect":
+            break
+    check("Tab reaches the connect button", js(driver, "return document.activeElement.id") == "connect")
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    check("Enter on it disconnects", wait(lambda: text_of(driver, "#usb-text") == "Host: disconnected", 20),
+          text_of(driver, "#usb-text"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
