@@ -505,7 +505,8 @@ function transferFor(name) {
 
 function renderImages() {
   const list = (state.images || []).slice().sort((a, b) => a.name.localeCompare(b.name));
-  const sig = JSON.stringify([list, [...transfers.values()].filter((t) => t.kind !== "download")]);
+  const sig = JSON.stringify([list, [...transfers.values()].filter((t) => t.kind !== "download"),
+    [...uploads.values()].map((u) => u.name)]);
   if (rendered.images === sig) return;
   rendered.images = sig;
   redraw($("images"), () => {
@@ -516,7 +517,9 @@ function renderImages() {
 
 function imageRow(i) {
   const inUse = (i.inUse || []).map((lun) => `drive ${lun}`).join(", ");
-  const t = i.complete ? null : transferFor(i.name);
+  // This browser's own upload has its bar (and Abort) under "Upload an image" already.
+  const mine = [...uploads.values()].some((u) => u.name === i.name);
+  const t = i.complete || mine ? null : transferFor(i.name);
   const doing = t && t.kind === "create" ? "Creating" : "Uploading";
   return h("li", { dataset: { image: i.name, complete: String(i.complete) } },
     h("span", { class: "name" }, i.name),
@@ -672,6 +675,7 @@ function renderUpload(u) {
 
 // Local uploads (with Abort), then other clients' uploads of images not listed yet.
 function renderUploads() {
+  if (state) renderImages();
   const ul = $("uploads");
   const rows = [];
   for (const u of uploads.values()) {
