@@ -98,8 +98,7 @@ enum Command {
                 break
             }
             var descriptor = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(min(left.components.seconds * 1000 + 1, 60_000))
-            let ready = poll(&descriptor, 1, milliseconds)
+            let ready = poll(&descriptor, 1, pollMilliseconds(left))
             if ready < 0 && errno != EINTR { break }
             if ready <= 0 { continue }
             let count = retryingEINTR { read(readEnd, &buffer, buffer.count) }
@@ -132,4 +131,12 @@ enum Command {
             status: exited ? (status >> 8) & 0xFF : nil, output: String(decoding: output, as: UTF8.self),
             timedOut: timedOut)
     }
+}
+
+/// A poll(2) timeout for `duration`: rounded up to whole milliseconds, at most a minute.
+func pollMilliseconds(_ duration: Duration) -> Int32 {
+    let (seconds, attoseconds) = duration.components
+    if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+    let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+    return Int32(min(milliseconds, 60_000))
 }

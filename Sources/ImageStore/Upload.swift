@@ -116,7 +116,7 @@ public final class Upload: Sendable {
     let expectedSize: Int64?
     let replace: Bool
     let started = Date()
-    /// The folder that holds the image; open for the upload's lifetime so the rename and removal stay in it.
+    /// The folder that holds the image, open until the upload ends, so the rename and removal happen in it.
     let directory: Int32
     let temporary: String
     let fd: Int32
@@ -128,7 +128,8 @@ public final class Upload: Sendable {
         /// A write runs (outside the lock): an abort then leaves closing the file to it.
         var writing = false
         var written: Int64 = 0
-        var fileClosed = false
+        /// The file and the folder are closed (when the upload settled).
+        var closed = false
         /// Whether the end was reported to the store and the hook (exactly once).
         var settled = false
         var failure: StoreError?
@@ -151,9 +152,11 @@ public final class Upload: Sendable {
     }
 
     deinit {
-        // finish/abort close the file; the folder stays open until nobody holds the upload.
-        if !state.withLock({ $0.fileClosed }) { close(fd) }
-        close(directory)
+        // Normally finish or abort closed both already.
+        if !state.withLock({ $0.closed }) {
+            close(fd)
+            close(directory)
+        }
     }
 
     /// Bytes written so far.
@@ -287,16 +290,18 @@ public final class Upload: Sendable {
         return error
     }
 
-    /// Closes the file, ends the write hook and tells the store, once, and only when no write is running.
+    /// Closes the file and the folder, ends the write hook and tells the store: once, and only when no write is
+    /// running (the descriptors cannot be closed under it).
     private func settle(completed: Bool = false) {
         let now: Bool = state.withLock { state in
             guard !state.settled, !state.writing else { return false }
             state.settled = true
-            state.fileClosed = true
+            state.closed = true
             return true
         }
         guard now else { return }
         close(fd)
+        close(directory)
         store.hooks.end(part)
         store.uploadEnded(self, completed: completed)
     }

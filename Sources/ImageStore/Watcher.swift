@@ -61,9 +61,13 @@ final class Watcher: Sendable {
         self.wake = pipe
     }
 
+    /// Adds the watches and takes the first listing before returning, so that a change made right after
+    /// `watch()` returns is never taken for the starting state.
     func start() {
+        addWatches()
+        let signature = store.listingSignature()
         let thread = Thread { [self] in
-            run()
+            run(from: signature)
             finished.signal()
         }
         thread.name = "umsd-image-watch"
@@ -84,14 +88,13 @@ final class Watcher: Sendable {
         }
     }
 
-    private func run() {
+    private func run(from start: [String]) {
         defer {
             close(inotify)
             close(wake.read)
             close(wake.write)
         }
-        addWatches()
-        var signature = store.listingSignature()
+        var signature = start
         var dirty = false
         var lastCall = ContinuousClock.now - Watcher.debounce
         var lastScan = ContinuousClock.now
@@ -100,12 +103,11 @@ final class Watcher: Sendable {
             let now = ContinuousClock.now
             var wait = lastScan + interval - now
             if dirty { wait = min(wait, lastCall + Watcher.debounce - now) }
-            let milliseconds = Int32(max(0, min(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000, 60_000)))
             var descriptors = [
                 pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&descriptors, 2, milliseconds)
+            let ready = poll(&descriptors, 2, pollMilliseconds(wait))
             if ready > 0 {
                 if descriptors[0].revents != 0 {
                     var created = false
