@@ -69,7 +69,8 @@ struct CreatePlan: Equatable {
             guard label.utf16.count <= 11,
                 label.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F && !forbidden.contains($0) })
             else {
-                throw .badRequest("An exfat label is at most 11 characters, without control characters or \" * / : < > ? \\ |.")
+                throw .badRequest(
+                    "An exfat label is at most 11 characters, without control characters or \" * / : < > ? \\ |.")
             }
             self.label = label
         }
@@ -136,7 +137,8 @@ extension ImageStore {
         }
         try reserve(name, id: id)
         state.withLock {
-            $0.creates[id] = TransferInfo(id: id, kind: "create", name: name.text, bytes: 0, total: plan.size, started: Date())
+            $0.creates[id] = TransferInfo(
+                id: id, kind: "create", name: name.text, bytes: 0, total: plan.size, started: Date())
         }
         noteChange()
         defer {
@@ -152,7 +154,9 @@ extension ImageStore {
         let directory = try openForWriting(name, part: part, replace: replace, inUse: inUse, size: plan.size)
         defer { close(directory) }
         let temporary = Upload.temporaryName(id: id, fileName: name.fileName)
-        let fd = retryingEINTR { openat(directory, temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644) }
+        let fd = retryingEINTR {
+            openat(directory, temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        }
         guard fd >= 0 else {
             let code = errno
             if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }
@@ -171,17 +175,21 @@ extension ImageStore {
         if let error = moveIntoPlace(directory, temporary, name, replace: replace) { throw error }
         done = true
         fsync(directory)
-        logger.info("image \(name) created: \(plan.size) bytes, \(plan.filesystem.rawValue)\(plan.partitioned ? ", partitioned" : "")")
+        let layout = plan.filesystem.rawValue + (plan.partitioned ? ", partitioned" : "")
+        logger.info("image \(name) created: \(plan.size) bytes, \(layout)")
         rescan()
         return try info(name)
     }
 
     /// Sizes the file and writes the partition table and filesystem into it.
-    private func build(_ plan: CreatePlan, fd: Int32, directory: Int32, id: String, name: ImageName) throws(StoreError) {
+    private func build(_ plan: CreatePlan, fd: Int32, directory: Int32, id: String, name: ImageName) throws(StoreError)
+    {
         if retryingEINTR({ ftruncate(fd, off_t(plan.size)) }) != 0 {
             let code = errno
             if code == EFBIG || code == EINVAL {
-                throw .badRequest("The part's filesystem cannot hold a file of \(plan.size) bytes: make it smaller or use another part.")
+                throw .badRequest(
+                    "The part's filesystem cannot hold a file of \(plan.size) bytes: make it smaller or use another "
+                        + "part.")
             }
             throw code == ENOSPC || code == EDQUOT ? noSpace(name) : .system("size \(name)", code)
         }
@@ -203,7 +211,9 @@ extension ImageStore {
             // mkfs.exfat has no offset option: format a staging file of the partition's size and copy what it
             // wrote (its data extents; the holes stay holes) into the image at the partition's start.
             let staging = ImageStore.temporaryPrefix + id + "-exfat"
-            let stagingFD = retryingEINTR { openat(directory, staging, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+            let stagingFD = retryingEINTR {
+                openat(directory, staging, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            }
             guard stagingFD >= 0 else { throw .system("create a staging file for \(name)", errno) }
             defer {
                 close(stagingFD)
@@ -214,7 +224,8 @@ extension ImageStore {
             }
             try runTool(plan.exfatArguments("/proc/\(getpid())/fd/\(stagingFD)"), name: name)
             if let code = copyExtents(from: stagingFD, length: plan.filesystemSize, to: fd, at: plan.filesystemOffset) {
-                throw code == ENOSPC || code == EDQUOT ? noSpace(name) : .system("copy the filesystem into \(name)", code)
+                throw code == ENOSPC || code == EDQUOT
+                    ? noSpace(name) : .system("copy the filesystem into \(name)", code)
             }
         }
     }
@@ -241,10 +252,14 @@ extension ImageStore {
             if hole < 0 { return errno }
             var at = Int64(data)
             while at < hole {
-                let count = retryingEINTR { pread(source, &buffer, Int(min(Int64(buffer.count), hole - at)), off_t(at)) }
+                let count = retryingEINTR {
+                    pread(source, &buffer, Int(min(Int64(buffer.count), hole - at)), off_t(at))
+                }
                 if count < 0 { return errno }
                 if count == 0 { break }
-                let code = buffer.withUnsafeBytes { writeAll(destination, UnsafeRawBufferPointer(rebasing: $0[0..<count]), at: offset + at) }
+                let code = buffer.withUnsafeBytes {
+                    writeAll(destination, UnsafeRawBufferPointer(rebasing: $0[0..<count]), at: offset + at)
+                }
                 if code != 0 { return code }
                 at += Int64(count)
             }

@@ -283,7 +283,8 @@ public final class ImageStore: Sendable {
                 close(fd)
                 let prefix = name.folders[0...depth].joined(separator: "/")
                 if let st, st.st_mode & S_IFMT == S_IFLNK {
-                    throw .badName("\(prefix) is a symbolic link: images are only stored in real folders below the image folder.")
+                    throw .badName(
+                        "\(prefix) is a symbolic link: images are only stored in real folders below the image folder.")
                 }
                 if let st, !isDirectory(st) {
                     throw StoreError("exists", "\(prefix) is a file, not a folder: choose another name for \(name).")
@@ -323,14 +324,16 @@ public final class ImageStore: Sendable {
             guard let st = statAt(directory, entry) else { continue }
             if entry.hasPrefix(ImageStore.temporaryPrefix) && isRegularFile(st) {
                 if unlinkat(directory, entry, 0) == 0 {
-                    logger.info("removed \(relative.isEmpty ? entry : relative + "/" + entry), left by an interrupted upload")
+                    logger.info(
+                        "removed \(relative.isEmpty ? entry : relative + "/" + entry), left by an interrupted upload")
                 } else {
                     logger.warning("could not remove the leftover \(entry): \(String(cString: strerror(errno)))")
                 }
             } else if isDirectory(st), !entry.hasPrefix("."), depth + 1 < ImageName.maxSegments {
                 let child = openDirectory(directory, entry)
                 guard child >= 0 else { continue }
-                removeTemporaries(in: child, relative: relative.isEmpty ? entry : relative + "/" + entry, depth: depth + 1)
+                removeTemporaries(
+                    in: child, relative: relative.isEmpty ? entry : relative + "/" + entry, depth: depth + 1)
                 close(child)
             }
         }
@@ -404,6 +407,8 @@ public final class DownloadProgress: Sendable {
     }
 
     var info: TransferInfo {
-        TransferInfo(id: id, kind: "download", name: name.text, bytes: progress.withLock { $0.bytes }, total: total, started: started)
+        TransferInfo(
+            id: id, kind: "download", name: name.text, bytes: progress.withLock { $0.bytes }, total: total,
+            started: started)
     }
 }

@@ -64,7 +64,9 @@ extension ImageStore {
             if !isRegularFile(st) {
                 throw StoreError("exists", "\(name) exists and is not an image file: choose another name.")
             }
-            if !replace { throw StoreError("exists", "\(name) exists already: ask to replace it, or choose another name.") }
+            if !replace {
+                throw StoreError("exists", "\(name) exists already: ask to replace it, or choose another name.")
+            }
             if inUse.contains(path(of: name)) { throw .inUse(name) }
         }
         if let size, fstatvfs(directory, &fs) == 0 {
@@ -72,7 +74,8 @@ extension ImageStore {
             if size > free {
                 throw StoreError(
                     "too-large",
-                    "\(name) needs \(size) bytes but \(partName(part)) has \(free) free: make room or choose another part.")
+                    "\(name) needs \(size) bytes but \(partName(part)) has \(free) free: make room or choose "
+                        + "another part.")
             }
         }
         while depth < name.folders.count {
@@ -94,7 +97,9 @@ extension ImageStore {
     }
 
     func noSpace(_ name: ImageName) -> StoreError {
-        StoreError("no-space", "The disk filled up while writing \(name); the partial file was removed: make room and try again.")
+        StoreError(
+            "no-space",
+            "The disk filled up while writing \(name); the partial file was removed: make room and try again.")
     }
 
     /// Called by an upload when it ends, however it ends.
@@ -166,7 +171,8 @@ public final class Upload: Sendable {
     static func isValidID(_ id: String) -> Bool {
         (1...64).contains(id.utf8.count)
             && id.utf8.allSatisfy { byte in
-                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                    || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
                     || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "-")
                     || byte == UInt8(ascii: "_")
             }
@@ -200,7 +206,9 @@ public final class Upload: Sendable {
         case .success(let value): offset = value
         }
         if offset < 0 {
-            throw fail(.badRequest("The upload of \(name) is longer than the \(expectedSize ?? 0) bytes announced; it was aborted."))
+            throw fail(
+                .badRequest(
+                    "The upload of \(name) is longer than the \(expectedSize ?? 0) bytes announced; it was aborted."))
         }
 
         // Chunks of 1 MiB, so that an abort from another thread stops a large write soon.
@@ -208,7 +216,8 @@ public final class Upload: Sendable {
         var code: Int32 = 0
         while done < bytes.count {
             let length = min(bytes.count - done, 1 << 20)
-            code = writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[done..<(done + length)]), at: offset + Int64(done))
+            code = writeAll(
+                fd, UnsafeRawBufferPointer(rebasing: bytes[done..<(done + length)]), at: offset + Int64(done))
             if code != 0 { break }
             done += length
             if state.withLock({ $0.phase == .aborted }) { break }
@@ -244,7 +253,9 @@ public final class Upload: Sendable {
         if let check { throw check }
         let written = bytesWritten
         if let expectedSize, written != expectedSize {
-            throw fail(.badRequest("The upload ended after \(written) of \(expectedSize) bytes; nothing was kept: send it again."))
+            throw fail(
+                .badRequest(
+                    "The upload ended after \(written) of \(expectedSize) bytes; nothing was kept: send it again."))
         }
         if retryingEINTR({ fsync(fd) }) != 0 {
             let code = errno

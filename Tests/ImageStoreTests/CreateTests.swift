@@ -182,8 +182,9 @@ import Testing
         #expect(refusal(size: 3 * Self.mib, .exfat)?.message.contains("at least 4 MiB") == true)
         #expect(refusal(size: 4 * Self.mib, .exfat, partitioned: true)?.message.contains("at least 5 MiB") == true)
         #expect(allEntries(scratch.images).isEmpty)
-        #expect(try CreatePlan(size: 4 * Self.mib, filesystem: .exfat, partitioned: false, label: "eleven char").label
-            == "eleven char")
+        #expect(
+            try CreatePlan(size: 4 * Self.mib, filesystem: .exfat, partitioned: false, label: "eleven char").label
+                == "eleven char")
     }
 
     @Test func existsReplaceInUseAndTooLarge() throws {
@@ -191,23 +192,30 @@ import Testing
         let store = try ImageStore(folder: scratch.images, logger: testLogger)
         try uploadImage(store, "a.img", bytes(10))
         let a = try name("a.img")
-        #expect(storeError {
-            _ = try store.create(a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: false, inUse: [])
-        }?.code == "exists")
-        #expect(storeError {
-            _ = try store.create(
-                a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: true,
-                inUse: [store.path(of: a)])
-        }?.code == "image-in-use")
-        #expect(try store.create(a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: true, inUse: []).size
-            == Self.mib)
+        #expect(
+            storeError {
+                _ = try store.create(
+                    a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: false, inUse: [])
+            }?.code == "exists")
+        #expect(
+            storeError {
+                _ = try store.create(
+                    a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: true,
+                    inUse: [store.path(of: a)])
+            }?.code == "image-in-use")
+        #expect(
+            try store.create(
+                a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: true, inUse: []
+            ).size
+                == Self.mib)
 
         try scratch.mountTmpfs("images/small", size: "2m")
-        #expect(storeError {
-            _ = try store.create(
-                try name("small/big.img"), size: 4 * Self.mib, filesystem: .none, partitioned: false, label: nil,
-                replace: false, inUse: [])
-        }?.code == "too-large")
+        #expect(
+            storeError {
+                _ = try store.create(
+                    try name("small/big.img"), size: 4 * Self.mib, filesystem: .none, partitioned: false, label: nil,
+                    replace: false, inUse: [])
+            }?.code == "too-large")
         #expect(allEntries(scratch.images + "/small").isEmpty)
     }
 }

@@ -76,15 +76,18 @@ import Testing
             _ = try store.beginUpload(try name("ro/new.img"), expectedSize: 1, replace: false, id: nil, inUse: [])
         }
         #expect(refused?.code == "read-only")
-        #expect(storeError {
-            _ = try store.beginUpload(try name("ro/sub/new.img"), expectedSize: nil, replace: false, id: nil, inUse: [])
-        }?.code == "read-only")
+        #expect(
+            storeError {
+                _ = try store.beginUpload(
+                    try name("ro/sub/new.img"), expectedSize: nil, replace: false, id: nil, inUse: [])
+            }?.code == "read-only")
         #expect(storeError { try store.remove(try name("ro/old.img"), inUse: []) }?.code == "read-only")
-        #expect(storeError {
-            _ = try store.create(
-                try name("ro/flash.img"), size: 1 << 20, filesystem: .none, partitioned: false, label: nil,
-                replace: false, inUse: [])
-        }?.code == "read-only")
+        #expect(
+            storeError {
+                _ = try store.create(
+                    try name("ro/flash.img"), size: 1 << 20, filesystem: .none, partitioned: false, label: nil,
+                    replace: false, inUse: [])
+            }?.code == "read-only")
         #expect(store.transfers().isEmpty)
         #expect(allEntries(point) == ["old.img"])
     }
@@ -96,7 +99,8 @@ import Testing
         let log = scratch.path + "/hooks.log"
         let hooks = [
             WriteHook(
-                part: "", before: ["/bin/sh", "-c", "echo before >> \(log)"], after: ["/bin/sh", "-c", "echo after >> \(log)"])
+                part: "", before: ["/bin/sh", "-c", "echo before >> \(log)"],
+                after: ["/bin/sh", "-c", "echo after >> \(log)"])
         ]
         let store = try ImageStore(folder: scratch.images, hooks: hooks, logger: testLogger)
         func logged() -> [String] {
@@ -143,11 +147,12 @@ import Testing
 
         let missing = [WriteHook(part: "", before: ["/nonexistent/remount"], after: [])]
         let other = try ImageStore(folder: scratch.path + "/other", hooks: missing, logger: testLogger)
-        #expect(storeError {
-            _ = try other.create(
-                try name("x.img"), size: 1 << 20, filesystem: .none, partitioned: false, label: nil, replace: false,
-                inUse: [])
-        }?.code == "read-only")
+        #expect(
+            storeError {
+                _ = try other.create(
+                    try name("x.img"), size: 1 << 20, filesystem: .none, partitioned: false, label: nil, replace: false,
+                    inUse: [])
+            }?.code == "read-only")
     }
 
     @Test func hooksMakeAReadOnlyPartWritableForTheWrite() throws {

@@ -76,7 +76,8 @@ import Testing
     @Test func abortMidwayLeavesNothing() throws {
         let scratch = try Scratch()
         let store = try ImageStore(folder: scratch.images, logger: testLogger)
-        let upload = try store.beginUpload(try name("sub/a.img"), expectedSize: 1000, replace: false, id: "x", inUse: [])
+        let upload = try store.beginUpload(
+            try name("sub/a.img"), expectedSize: 1000, replace: false, id: "x", inUse: [])
         try upload.write(bytes(500))
         upload.abort()
         upload.abort()
@@ -148,7 +149,8 @@ import Testing
         let store = try ImageStore(folder: scratch.images, logger: testLogger)
         let small = try scratch.mountTmpfs("images/small", size: "2m")
         store.rescan()
-        let upload = try store.beginUpload(try name("small/big.img"), expectedSize: nil, replace: false, id: nil, inUse: [])
+        let upload = try store.beginUpload(
+            try name("small/big.img"), expectedSize: nil, replace: false, id: nil, inUse: [])
         var error: StoreError?
         for _ in 0..<8 {
             do throws(StoreError) { try upload.write(bytes(512 << 10)) } catch let failure {
@@ -179,13 +181,15 @@ import Testing
         let store = try ImageStore(folder: scratch.images, logger: testLogger)
         let small = try scratch.mountTmpfs("images/small", size: "2m")
         let error = storeError {
-            _ = try store.beginUpload(try name("small/dir/big.img"), expectedSize: 3 << 20, replace: false, id: nil, inUse: [])
+            _ = try store.beginUpload(
+                try name("small/dir/big.img"), expectedSize: 3 << 20, replace: false, id: nil, inUse: [])
         }
         #expect(error?.code == "too-large")
         #expect(allEntries(small).isEmpty)
         #expect(store.transfers().isEmpty)
         // Right at the limit is fine.
-        let fits = try store.beginUpload(try name("small/fits.img"), expectedSize: 1 << 20, replace: false, id: nil, inUse: [])
+        let fits = try store.beginUpload(
+            try name("small/fits.img"), expectedSize: 1 << 20, replace: false, id: nil, inUse: [])
         fits.abort()
     }
 
@@ -206,7 +210,8 @@ import Testing
         #expect(contents(path) == bytes(100))
 
         // While the replacement runs, the old image stays listed, complete, and is not listed twice.
-        let replacing = try store.beginUpload(try name("a.img"), expectedSize: 7, replace: true, id: "r", inUse: ["/other"])
+        let replacing = try store.beginUpload(
+            try name("a.img"), expectedSize: 7, replace: true, id: "r", inUse: ["/other"])
         try replacing.write(bytes(7, seed: 5))
         #expect(store.images().map(\.name) == ["a.img"])
         #expect(store.images().first?.size == 100)
@@ -256,7 +261,8 @@ import Testing
                 group.addTask {
                     let content = bytes(200_000 + index * 1000, seed: UInt8(index))
                     let upload = try store.beginUpload(
-                        try name("c/\(index).img"), expectedSize: Int64(content.count), replace: false, id: nil, inUse: [])
+                        try name("c/\(index).img"), expectedSize: Int64(content.count), replace: false, id: nil,
+                        inUse: [])
                     for start in stride(from: 0, to: content.count, by: 10_000) {
                         try upload.write(Array(content[start..<min(start + 10_000, content.count)]))
                         await Task.yield()
@@ -279,7 +285,10 @@ import Testing
         let scratch = try Scratch()
         let folder = scratch.images
         try FileManager.default.createDirectory(atPath: folder + "/sub/deeper", withIntermediateDirectories: true)
-        for file in [".umsd-upload-u-1-a.img", "sub/.umsd-upload-x-b.img", "sub/deeper/.umsd-upload-c-exfat", ".keep", "kept.img"] {
+        for file in [
+            ".umsd-upload-u-1-a.img", "sub/.umsd-upload-x-b.img", "sub/deeper/.umsd-upload-c-exfat", ".keep",
+            "kept.img",
+        ] {
             #expect(FileManager.default.createFile(atPath: folder + "/" + file, contents: Data([1, 2, 3])))
         }
         let store = try ImageStore(folder: folder + "/", logger: testLogger)
@@ -356,9 +365,10 @@ import Testing
         #expect(storeError { _ = try store.openForReading(try name("link.img")) }?.code == "not-found")
         #expect(storeError { try store.remove(try name("link.img"), inUse: []) }?.code == "not-found")
         // Replacing the symlink by an upload would go through it: it is refused as not an image file.
-        #expect(storeError {
-            _ = try store.beginUpload(try name("link.img"), expectedSize: 1, replace: true, id: nil, inUse: [])
-        }?.code == "exists")
+        #expect(
+            storeError {
+                _ = try store.beginUpload(try name("link.img"), expectedSize: 1, replace: true, id: nil, inUse: [])
+            }?.code == "exists")
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["secret.img"])
         #expect(contents(outside + "/secret.img") == [7])
         #expect(store.images().isEmpty)
@@ -373,10 +383,12 @@ import Testing
         }
         #expect(error?.code == "exists")
         #expect(error?.message.contains("a.img is a file") == true)
-        try FileManager.default.createDirectory(atPath: scratch.images + "/folder.img", withIntermediateDirectories: true)
-        #expect(storeError {
-            _ = try store.beginUpload(try name("folder.img"), expectedSize: 1, replace: true, id: nil, inUse: [])
-        }?.code == "exists")
+        try FileManager.default.createDirectory(
+            atPath: scratch.images + "/folder.img", withIntermediateDirectories: true)
+        #expect(
+            storeError {
+                _ = try store.beginUpload(try name("folder.img"), expectedSize: 1, replace: true, id: nil, inUse: [])
+            }?.code == "exists")
     }
 
     @Test func downloadsAreListedUntilTheyEnd() throws {
