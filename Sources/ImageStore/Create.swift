@@ -151,8 +151,13 @@ extension ImageStore {
         try hooks.begin(part)
         defer { hooks.end(part) }
 
-        let directory = try openForWriting(name, part: part, replace: replace, inUse: inUse, size: plan.size)
-        defer { close(directory) }
+        let (directory, created) = try openForWriting(
+            name, part: part, replace: replace, inUse: inUse, size: plan.size)
+        var done = false
+        defer {
+            close(directory)
+            if !done { removeEmptyFolders(of: name, created: created) }
+        }
         let temporary = Upload.temporaryName(id: id, fileName: name.fileName)
         let fd = retryingEINTR {
             openat(directory, temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
@@ -162,7 +167,6 @@ extension ImageStore {
             if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }
             throw .system("create the temporary file for \(name)", code)
         }
-        var done = false
         defer {
             close(fd)
             if !done { unlinkat(directory, temporary, 0) }

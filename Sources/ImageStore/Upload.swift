@@ -26,7 +26,8 @@ extension ImageStore {
         var hooked = true
         defer { if hooked { hooks.end(part) } }
 
-        let directory = try openForWriting(name, part: part, replace: replace, inUse: inUse, size: expectedSize)
+        let (directory, created) = try openForWriting(
+            name, part: part, replace: replace, inUse: inUse, size: expectedSize)
         let temporary = Upload.temporaryName(id: id, fileName: name.fileName)
         let fd = retryingEINTR {
             openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
@@ -34,13 +35,14 @@ extension ImageStore {
         guard fd >= 0 else {
             let code = errno
             close(directory)
+            removeEmptyFolders(of: name, created: created)
             if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }
             if code == ENOSPC || code == EDQUOT { throw noSpace(name) }
             throw .system("create the temporary file for \(name)", code)
         }
         let upload = Upload(
             id: id, name: name, part: part, expectedSize: expectedSize, replace: replace, directory: directory,
-            temporary: temporary, fd: fd, store: self)
+            temporary: temporary, fd: fd, createdFolders: created, store: self)
         state.withLock { $0.uploads[id] = upload }
         reserved = false
         hooked = false
@@ -49,14 +51,21 @@ extension ImageStore {
         return upload
     }
 
-    /// Opens (creating missing folders) the folder that will hold `name` after the checks every write makes: the
-    /// part writable, the name free (or replaceable and not in a drive), `size` within the free space.
+    /// Opens the folder that will hold `name` after the checks every write makes (the part writable, the name free
+    /// or replaceable and not in a drive, `size` within the free space), creating missing folders: how many it
+    /// created is returned, so that a failed write can remove them again.
     func openForWriting(
         _ name: ImageName, part: String, replace: Bool, inUse: Set<String>, size: Int64?
-    ) throws(StoreError) -> Int32 {
+    ) throws(StoreError) -> (directory: Int32, created: Int) {
         var (directory, depth) = try walk(name)
+        let existing = depth
         var keep = false
-        defer { if !keep { close(directory) } }
+        defer {
+            if !keep {
+                close(directory)
+                removeEmptyFolders(of: name, created: depth - existing)
+            }
+        }
         var fs = statvfs()
         if fstatvfs(directory, &fs) == 0, fs.f_flag & UInt(ST_RDONLY) != 0 { throw readOnly(part, EROFS) }
         if faccessat(directory, ".", W_OK, 0) != 0 { throw readOnly(part, errno) }
@@ -78,22 +87,47 @@ extension ImageStore {
                         + "another part.")
             }
         }
+        var created = 0
         while depth < name.folders.count {
             let folder = name.folders[depth]
-            if retryingEINTR({ mkdirat(directory, folder, 0o755) }) != 0 && errno != EEXIST {
+            let made = retryingEINTR({ mkdirat(directory, folder, 0o755) }) == 0
+            if !made && errno != EEXIST {
                 let code = errno
                 if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }
                 if code == ENOSPC || code == EDQUOT { throw noSpace(name) }
                 throw .system("create the folder \(name.folders[0...depth].joined(separator: "/"))", code)
             }
             let next = openDirectory(directory, folder)
+            // A failed write of another name may have removed the folder, empty, just now: make it again.
+            if next < 0 && errno == ENOENT && !made { continue }
             guard next >= 0 else { throw .system("open the folder \(folder)", errno) }
+            if made { created += 1 }
             close(directory)
             directory = next
             depth += 1
         }
         keep = true
-        return directory
+        return (directory, created)
+    }
+
+    /// Removes, deepest first, the last `created` folders of `name` that a failed write made, as long as they are
+    /// empty (another upload may be using them).
+    func removeEmptyFolders(of name: ImageName, created: Int) {
+        let folders = name.folders
+        guard created > 0, created <= folders.count else { return }
+        for index in stride(from: folders.count - 1, through: folders.count - created, by: -1) {
+            guard let root = try? openRoot() else { return }
+            var parent = root
+            for folder in folders[0..<index] {
+                let next = openDirectory(parent, folder)
+                close(parent)
+                guard next >= 0 else { return }
+                parent = next
+            }
+            let removed = unlinkat(parent, folders[index], AT_REMOVEDIR) == 0
+            close(parent)
+            if !removed { return }
+        }
     }
 
     func noSpace(_ name: ImageName) -> StoreError {
@@ -125,6 +159,8 @@ public final class Upload: Sendable {
     let directory: Int32
     let temporary: String
     let fd: Int32
+    /// How many of the name's folders this upload created (removed again, when empty, if it fails).
+    let createdFolders: Int
     let store: ImageStore
 
     private enum Phase { case open, finishing, finished, aborted }
@@ -143,8 +179,9 @@ public final class Upload: Sendable {
 
     init(
         id: String, name: ImageName, part: String, expectedSize: Int64?, replace: Bool, directory: Int32,
-        temporary: String, fd: Int32, store: ImageStore
+        temporary: String, fd: Int32, createdFolders: Int, store: ImageStore
     ) {
+        self.createdFolders = createdFolders
         self.id = id
         self.name = name
         self.part = part
@@ -313,6 +350,7 @@ public final class Upload: Sendable {
         guard now else { return }
         close(fd)
         close(directory)
+        if !completed { store.removeEmptyFolders(of: name, created: createdFolders) }
         store.hooks.end(part)
         store.uploadEnded(self, completed: completed)
     }

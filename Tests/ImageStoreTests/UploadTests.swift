@@ -81,7 +81,8 @@ import Testing
         try upload.write(bytes(500))
         upload.abort()
         upload.abort()
-        #expect(allEntries(scratch.images) == ["sub"])
+        // The folder the upload made is gone too.
+        #expect(allEntries(scratch.images).isEmpty)
         #expect(store.images().isEmpty)
         #expect(store.transfers().isEmpty)
         #expect(storeError { try upload.write(bytes(10)) }?.code == "aborted")
@@ -90,6 +91,16 @@ import Testing
         let again = try store.beginUpload(try name("sub/a.img"), expectedSize: 3, replace: false, id: "x", inUse: [])
         try again.write(bytes(3))
         #expect(try again.finish().size == 3)
+
+        // Folders that were there before stay; the ones made for the upload go.
+        let deep = try store.beginUpload(
+            try name("sub/new/newer/b.img"), expectedSize: nil, replace: false, id: "y", inUse: [])
+        #expect(
+            allEntries(scratch.images) == [
+                "sub", "sub/a.img", "sub/new", "sub/new/newer", "sub/new/newer/.umsd-upload-y-b.img",
+            ])
+        deep.abort()
+        #expect(allEntries(scratch.images) == ["sub", "sub/a.img"])
     }
 
     @Test func abortThroughTheStore() throws {
@@ -150,7 +161,7 @@ import Testing
         let small = try scratch.mountTmpfs("images/small", size: "2m")
         store.rescan()
         let upload = try store.beginUpload(
-            try name("small/big.img"), expectedSize: nil, replace: false, id: nil, inUse: [])
+            try name("small/deep/er/big.img"), expectedSize: nil, replace: false, id: nil, inUse: [])
         var error: StoreError?
         for _ in 0..<8 {
             do throws(StoreError) { try upload.write(bytes(512 << 10)) } catch let failure {
