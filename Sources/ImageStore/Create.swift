@@ -165,6 +165,7 @@ extension ImageStore {
         guard fd >= 0 else {
             let code = errno
             if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }
+            if code == EINVAL { throw refusedName(name, part) }
             throw .system("create the temporary file for \(name)", code)
         }
         defer {

@@ -29,6 +29,8 @@ public final class ImageStore: Sendable {
     let logger: Logger
     let hooks: WriteHooks
     let state = Mutex(State())
+    /// Serializes scans, so that a slow scan that started earlier never replaces the result of a later one.
+    private let scanning = Mutex(())
 
     /// Prefix of temporary files (uploads and creates in progress); hidden, so listings skip them.
     static let temporaryPrefix = ".umsd-upload-"
@@ -84,10 +86,11 @@ public final class ImageStore: Sendable {
     /// The image folder ("") and every mount point below it, with size, free space and writability.
     public func parts() -> [PartInfo] {
         let mounts = Mount.current()
+        let real = realFolder()
         var result: [PartInfo] = []
-        let below = Mount.parts(below: realFolder(), in: mounts)
+        let below = Mount.parts(below: real, in: mounts)
         var rootReadOnly = false
-        if let rootMount = mounts.last(where: { $0.point == realFolder() }) { rootReadOnly = rootMount.readOnly }
+        if let rootMount = mounts.last(where: { $0.point == real }) { rootReadOnly = rootMount.readOnly }
         for (path, readOnly) in [("", rootReadOnly)] + below {
             let absolute = path.isEmpty ? folder : folder + "/" + path
             var fs = statvfs()
@@ -103,14 +106,16 @@ public final class ImageStore: Sendable {
 
     /// Re-reads the folder now.
     public func rescan() {
-        let writable = Dictionary(parts().map { ($0.name, $0.writable) }, uniquingKeysWith: { first, _ in first })
-        var found: [ImageInfo] = []
-        if let root = try? openRoot() {
-            scan(root, relative: "", depth: 0, parts: Array(writable.keys), writable: writable, into: &found)
-            close(root)
+        scanning.withLock { _ in
+            let writable = Dictionary(parts().map { ($0.name, $0.writable) }, uniquingKeysWith: { first, _ in first })
+            var found: [ImageInfo] = []
+            if let root = try? openRoot() {
+                scan(root, relative: "", depth: 0, parts: Array(writable.keys), writable: writable, into: &found)
+                close(root)
+            }
+            found.sort { $0.name < $1.name }
+            state.withLock { $0.images = found }
         }
-        found.sort { $0.name < $1.name }
-        state.withLock { $0.images = found }
     }
 
     /// The absolute path of an image (which need not exist).
@@ -231,6 +236,13 @@ public final class ImageStore: Sendable {
     func part(of name: ImageName) -> String {
         let paths = Mount.parts(below: realFolder(), in: Mount.current()).map(\.path)
         return partContaining(name.text, among: paths)
+    }
+
+    /// A name the part's filesystem refuses (EINVAL: FAT and exFAT refuse `:`, `*`, `?`, `"`, `<`, `>`, `|`).
+    func refusedName(_ name: ImageName, _ part: String) -> StoreError {
+        .badName(
+            "The filesystem of \(partName(part)) refuses the name \(name): leave out characters such as : * ? \" < > |."
+        )
     }
 
     func readOnly(_ part: String, _ code: Int32) -> StoreError {

@@ -38,6 +38,7 @@ extension ImageStore {
             removeEmptyFolders(of: name, created: created)
             if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }
             if code == ENOSPC || code == EDQUOT { throw noSpace(name) }
+            if code == EINVAL { throw refusedName(name, part) }
             throw .system("create the temporary file for \(name)", code)
         }
         let upload = Upload(
@@ -95,6 +96,7 @@ extension ImageStore {
                 let code = errno
                 if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }
                 if code == ENOSPC || code == EDQUOT { throw noSpace(name) }
+                if code == EINVAL { throw refusedName(name, part) }
                 throw .system("create the folder \(name.folders[0...depth].joined(separator: "/"))", code)
             }
             let next = openDirectory(directory, folder)
