@@ -175,6 +175,34 @@ import Testing
         #expect(Mount.current().last(where: { $0.point == point })?.readOnly == true)
     }
 
+    @Test func aHookThatHangsIsKilledAndRefuses() throws {
+        let hooks = WriteHooks(
+            [WriteHook(part: "", before: ["/bin/sh", "-c", "sleep 20"], after: [])], logger: testLogger,
+            timeout: .milliseconds(300))
+        let started = ContinuousClock.now
+        let error = storeError { try hooks.begin("") }
+        #expect(error?.code == "read-only")
+        #expect(error?.message.contains("took longer than") == true)
+        #expect(ContinuousClock.now - started < .seconds(5))
+        // Nothing was counted: the next writer runs the hook again.
+        #expect(storeError { try hooks.begin("") }?.code == "read-only")
+    }
+
+    @Test func createRunsTheHooksToo() throws {
+        let scratch = try Scratch()
+        let log = scratch.path + "/hooks.log"
+        let hooks = [
+            WriteHook(
+                part: "", before: ["/bin/sh", "-c", "echo before >> \(log)"],
+                after: ["/bin/sh", "-c", "echo after >> \(log)"])
+        ]
+        let store = try ImageStore(folder: scratch.images, hooks: hooks, logger: testLogger)
+        _ = try store.create(
+            try name("a.img"), size: 1 << 20, filesystem: .none, partitioned: false, label: nil, replace: false,
+            inUse: [])
+        #expect(try String(contentsOfFile: log, encoding: .utf8) == "before\nafter\n")
+    }
+
     @Test func commandsTimeOutAndReportOutput() throws {
         let started = ContinuousClock.now
         let slow = try #require(Command.run(["/bin/sh", "-c", "echo started; sleep 20"], timeout: .milliseconds(300)))
