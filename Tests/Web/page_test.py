@@ -1,8 +1,8 @@
 """The web page of `umsd serve` in a real browser (Chromium through Selenium), against a running daemon.
 
 Run by Tests/Web/run, which starts the daemon in the virtual board (Tests/Web/guest.sh) and forwards its HTTP port
-to the host. The daemon listens beyond loopback, so the page has to ask for the token: the test opens the page the
-way a browser gets it when `/` is already open to it and only the API wants the token (see open_page).
+to the host. First the daemon listens on loopback behind a relay (no credentials, EventSource), then it is restarted
+on 0.0.0.0, where the page has to ask for the token (see open_page for how the page gets there).
 Prints one line per check and ends with "# web: N passed, M failed".
 """
 
@@ -80,7 +80,7 @@ class API:
 
     def call(self, method, path, token=True):
         request = urllib.request.Request(self.url + path, method=method)
-        if token:
+        if token and self.token:
             request.add_header("Authorization", "Bearer " + self.token)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -113,23 +113,13 @@ def main():
     parser.add_argument("--big", required=True, help="a big file to start uploading and abort")
     args = parser.parse_args()
     share = args.share
-    with open(os.path.join(share, "token")) as f:
-        token = f.read().strip()
-    api = API(args.url, token)
+    api = API(args.url, None)
     board = Board(share)
-    iso_name = os.path.basename(args.iso)
-    big_name = os.path.basename(args.big)
-
-    status, headers, html = api.call("GET", "/", token=False)
-    check("beyond loopback the page itself needs credentials (401 with a Bearer challenge)",
-          status == 401 and headers.get("WWW-Authenticate", "").lower().startswith("bearer"), f"{status} {headers}")
-    status, headers, html = api.call("GET", "/")
-    check("GET / with the token serves the page", status == 200 and b"<title>umsd" in html
-          and headers.get("Content-Type", "").startswith("text/html"), f"{status}")
 
     driver = browser(share)
     try:
-        run(driver, api, board, args, html.decode(), iso_name, big_name, share)
+        without_credentials(driver, api, board, args, share)
+        with_token(driver, api, board)
     except Exception as e:  # a broken step must not hide the count: it fails, loudly
         check("the browser steps ran to the end", False, f"{type(e).__name__}: {e}")
         try:
@@ -170,15 +160,18 @@ def upload_samples(driver):
     return js(driver, "return window.__samples || [];")
 
 
-def run(driver, api, board, args, html, iso_name, big_name, share):
-    url = args.url
-    open_page(driver, url, html)
-    check("the page asks for a token", wait(lambda: js(driver, "return document.getElementById('auth-dialog').open"), 20))
-    driver.find_element(By.ID, "auth-token").send_keys(api.token)
-    driver.find_element(By.ID, "auth-submit").click()
-    check("with the token the drives appear", wait(lambda: driver.find_elements(By.CSS_SELECTOR, "article[data-lun='1']"), 20))
-    check("the token is kept in localStorage", js(driver, "return localStorage.getItem('umsd.token')") == api.token)
+def without_credentials(driver, api, board, args, share):
+    """The daemon on loopback behind a relay, as behind an appliance's reverse proxy: no credentials."""
+    iso_name = os.path.basename(args.iso)
+    big_name = os.path.basename(args.big)
+    status, headers, html = api.call("GET", "/")
+    check("GET / serves the page", status == 200 and b"<title>umsd" in html
+          and headers.get("Content-Type", "").startswith("text/html"), f"{status}")
+    driver.get(args.url + "/")
+    check("the drives appear", wait(lambda: driver.find_elements(By.CSS_SELECTOR, "article[data-lun='1']"), 30))
     check("the event stream is live", wait(lambda: text_of(driver, "#live") == "Live", 20), text_of(driver, "#live"))
+    check("without a token it is an EventSource", js(driver, "return stream instanceof EventSource"))
+    check("no token was asked for", not js(driver, "return document.getElementById('auth-dialog').open"))
     check("no error is shown", js(driver, "return document.getElementById('error').hidden"), text_of(driver, "#error-text"))
 
     # Disconnected first, so that connecting later is a visible change.
@@ -319,6 +312,42 @@ def run(driver, api, board, args, html, iso_name, big_name, share):
     ActionChains(driver).send_keys(Keys.ENTER).perform()
     check("Enter on it disconnects", wait(lambda: text_of(driver, "#usb-text") == "Host: disconnected", 20),
           text_of(driver, "#usb-text"))
+
+
+def with_token(driver, api, board):
+    """The daemon restarted on 0.0.0.0, where every call needs the token: the page asks for it."""
+    answer = board.ask("token", "", 120) or ""
+    if not check("the daemon restarts listening beyond loopback", answer.strip() == "ok", answer.strip()[:600]):
+        return
+    with open(os.path.join(board.share, "token")) as f:
+        api.token = f.read().strip()
+    status, headers, _ = api.call("GET", "/", token=False)
+    check("now the page itself needs credentials (401 with a Bearer challenge)",
+          status == 401 and headers.get("WWW-Authenticate", "").lower().startswith("bearer"), f"{status} {headers}")
+    status, _, html = api.call("GET", "/")
+    check("GET / with the token serves the page", status == 200 and b"<title>umsd" in html, f"{status}")
+    open_page(driver, api.url, html.decode())
+    check("the page asks for a token", wait(lambda: js(driver, "return document.getElementById('auth-dialog').open"), 20))
+    driver.find_element(By.ID, "auth-token").send_keys("wrong")
+    driver.find_element(By.ID, "auth-submit").click()
+    check("a wrong token is refused and asked again", wait(lambda: js(
+        driver, "return document.getElementById('auth-dialog').open && !document.getElementById('auth-wrong').hidden"), 20))
+    driver.find_element(By.ID, "auth-token").send_keys(api.token)
+    driver.find_element(By.ID, "auth-submit").click()
+    check("with the token the drives appear", wait(lambda: driver.find_elements(By.CSS_SELECTOR, "article[data-lun='1']"), 20))
+    check("the token is kept in localStorage", js(driver, "return localStorage.getItem('umsd.token')") == api.token)
+    check("the event stream is live, read with fetch() as it needs the token",
+          wait(lambda: text_of(driver, "#live") == "Live" and not js(driver, "return stream instanceof EventSource"), 20),
+          text_of(driver, "#live"))
+    if text_of(driver, "#connect") == "Connect":
+        driver.find_element(By.ID, "connect").click()
+    check("connect with the token", wait(lambda: text_of(driver, "#usb-text") == "Host: connected", 20),
+          text_of(driver, "#usb-text"))
+    answer = board.ask("cli-disconnect", "", 30) or ""
+    check("umsd disconnect on the board", answer.strip() == "disconnected", answer.strip()[:300])
+    check("the page learns it from the event stream", wait(lambda: text_of(driver, "#usb-text") == "Host: disconnected", 20),
+          text_of(driver, "#usb-text"))
+    check("no error is shown", js(driver, "return document.getElementById('error').hidden"), text_of(driver, "#error-text"))
 
 
 if __name__ == "__main__":
