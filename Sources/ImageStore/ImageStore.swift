@@ -17,7 +17,13 @@ import Synchronization
 //   it would then meet write errors); it is listed in transfers() as kind "create" while it runs.
 // - abort(transfer:) aborts uploads; for a download it sets `DownloadProgress.isAborted` (the HTTP layer stops
 //   streaming when it sees it) and ends it; a create cannot be aborted (bad-request).
-// - A name whose parent is a file gives "exists"; one that goes through a symbolic link gives "bad-name".
+// - A name whose parent is a file gives "exists"; one that goes through a symbolic link gives "bad-name"; one the
+//   part's filesystem refuses (FAT: `:` `*` `?` ...) gives "bad-name" when the upload begins.
+// - watch(interval:onChange:): the periodic rescan interval is a parameter (default 10 s).
+// - An Upload must end with finish() or abort(): until then it stays listed (the store holds it). A failed
+//   write or finish has already aborted it (abort() again is harmless). Folders made for a failed upload are
+//   removed again when empty.
+// - The records (ImageInfo, PartInfo, TransferInfo, WriteHook) have public memberwise initializers, for tests.
 
 /// The image folder: images listed by name, uploads into hidden temporaries renamed into place when complete,
 /// new flash images, storage parts (mount points below the folder), and watching for changes made from outside.
