@@ -241,14 +241,14 @@ import Testing
 
         // A new folder is watched too, and files in it are seen.
         try FileManager.default.createDirectory(atPath: scratch.images + "/new", withIntermediateDirectories: true)
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(800))
         let before = calls.withLock { $0 }
         #expect(FileManager.default.createFile(atPath: scratch.images + "/new/inner.img", contents: Data([1])))
         #expect(try await waitFor(before + 1))
         #expect(store.images().map(\.name) == ["new/inner.img", "outside.img"])
 
         // Hidden files do not change the listing, so they call nobody.
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(800))
         let quiet = calls.withLock { $0 }
         #expect(FileManager.default.createFile(atPath: scratch.images + "/.partial", contents: Data([1])))
         try await Task.sleep(for: .milliseconds(700))
