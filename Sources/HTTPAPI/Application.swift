@@ -1,0 +1,117 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import ImageStore
+import Logging
+import NIOCore
+import NIOSSL
+
+/// The request context: Hummingbird's, plus the client's address for the rate limit.
+public struct APIRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The client's IP address; nil in in-process tests.
+    public let clientAddress: String?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        clientAddress = source.channel.remoteAddress?.ipAddress
+    }
+}
+
+/// Every request: rate limit, credentials, route, handler; every error becomes the API's JSON error.
+public struct APIResponder: HTTPResponder {
+    public typealias Context = APIRequestContext
+
+    let api: API
+    let authenticator: Authenticator
+    let limiter: RateLimiter
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        do {
+            if let wait = limiter.admit(context.clientAddress ?? "local") {
+                var error = APIError("rate-limited", "Too many requests from this address: wait \(wait) s and try again.")
+                error.headers = [("Retry-After", String(wait))]
+                throw error
+            }
+            guard authenticator.admits(authorization: request.headers[.authorization]) else {
+                var error = APIError(
+                    "unauthorized", "This umsd needs credentials: send the token from http.token_file as a Bearer token, or log in.")
+                error.headers = [("WWW-Authenticate", authenticator.challenge)]
+                throw error
+            }
+            try Self.refuseCrossSite(request)
+            switch APIRoute.match(method: request.method.rawValue, rawPath: request.uri.path) {
+            case .success(let match):
+                return try await api.handle(match, request)
+            case .failure(.badName(let message)):
+                throw APIError("bad-name", message)
+            case .failure(.method(let allowed)):
+                var error = APIError.notFound("There is no \(request.method.rawValue) \(request.uri.path): use \(allowed.joined(separator: " or ")).")
+                error.headers = [("Allow", allowed.joined(separator: ", "))]
+                throw error
+            case .failure(.notFound):
+                throw APIError.notFound("There is no \(request.uri.path) here: see /api/openapi.yaml for the routes.")
+            }
+        } catch {
+            let failure = APIError.from(any: error)
+            if failure.status == .internalServerError {
+                api.logger.error("\(request.method) \(request.uri.path): \(failure.message)")
+            } else {
+                api.logger.debug("\(request.method) \(request.uri.path): \(failure.code): \(failure.message)")
+            }
+            return failure.response()
+        }
+    }
+
+    /// A page on another site must not drive the appliance through the operator's browser: a request that
+    /// changes something and says it comes from another origin is refused. (Browsers send `Origin` on every
+    /// cross-origin POST, PUT and DELETE; tools like curl send none.)
+    static func refuseCrossSite(_ request: Request) throws(APIError) {
+        guard request.method != .get, request.method != .head, let origin = request.headers[.origin],
+            let host = request.head.authority
+        else { return }
+        let originHost = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init)
+        guard originHost?.lowercased() != host.lowercased() else { return }
+        throw APIError(
+            "unauthorized", "A request from the page \(origin) was refused: umsd only takes changes from its own page.")
+    }
+}
+
+/// The HTTP service of `umsd serve`, built exactly as it runs: tests call this too.
+///
+/// - Parameters:
+///   - store: the image store (its folder is the images folder of the drives).
+///   - drives: the drive side, normally `SocketDriveControl` on the daemon's control socket.
+///   - settings: listen address, credentials, TLS, limits.
+///   - onServerRunning: called once the socket is bound (the daemon waits for it before reporting ready).
+public func buildApplication(
+    store: ImageStore, drives: any DriveControl, settings: HTTPSettings, logger: Logger,
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) throws(APIError) -> some ApplicationProtocol {
+    let api = API(store: store, drives: drives, settings: settings, logger: logger)
+    let responder = APIResponder(
+        api: api, authenticator: try Authenticator(settings), limiter: RateLimiter(rate: settings.rateLimit))
+    var server = HTTPServerBuilder.http1()
+    if let tls = settings.tls {
+        server = try tlsServer(tls)
+    }
+    return Application(
+        responder: responder, server: server,
+        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
+        onServerRunning: onServerRunning, logger: logger)
+}
+
+private func tlsServer(_ files: HTTPSettings.TLSFiles) throws(APIError) -> HTTPServerBuilder {
+    do {
+        let chain = try NIOSSLCertificate.fromPEMFile(files.certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: files.key, format: .pem)
+        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        return try .tls(.http1(), tlsConfiguration: configuration)
+    } catch {
+        throw APIError(
+            "internal",
+            "The TLS certificate \(files.certificate) or key \(files.key) cannot be read (\(error)): give PEM files, or remove http.tls.")
+    }
+}

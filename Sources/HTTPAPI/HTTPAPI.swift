@@ -1,1 +1,0 @@
-// Placeholder: the HTTP API is being written (issue 7).

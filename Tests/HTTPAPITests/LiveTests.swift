@@ -1,0 +1,94 @@
+import Foundation
+import HTTPAPI
+import Hummingbird
+import HTTPTypes
+import HummingbirdTesting
+import ImageStore
+import Testing
+
+/// Over a real socket: what needs a connection that stops half-way or never ends.
+@Suite("Live socket")
+struct LiveTests {
+    @Test func clientDisconnectAbortsTheUpload() async throws {
+        let fixture = try Fixture()
+        try await fixture.app().test(.live) { client in
+            let connection = try RawConnection(port: try #require(client.port))
+            await connection.send("PUT /api/images/cut.img?id=cut1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n")
+            await connection.send(pattern(3 << 20))
+            #expect(await eventually { fixture.store.transfers().first?.bytes ?? 0 > 0 })
+            #expect(fixture.scratch.files().contains { $0.hasPrefix("images/.umsd-upload-cut1-") })
+            connection.hangUp()
+            #expect(await eventually { fixture.store.transfers().isEmpty })
+        }
+        #expect(fixture.scratch.files() == ["images"])
+    }
+
+    @Test func deleteTransferAbortsTheUpload() async throws {
+        let fixture = try Fixture()
+        try await fixture.app().test(.live) { client in
+            let connection = try RawConnection(port: try #require(client.port))
+            await connection.send("PUT /api/images/stop.img?id=stop1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n")
+            await connection.send(pattern(2 << 20))
+            #expect(await eventually { fixture.store.transfers().first?.bytes ?? 0 > 0 })
+            try await client.execute(uri: "/api/transfers", method: .get) { response in
+                let transfers = try #require(json(response)["transfers"] as? [[String: Any]])
+                #expect(transfers.first?["id"] as? String == "stop1")
+                #expect(transfers.first?["total"] as? Int == 10_000_000)
+            }
+            try await client.execute(uri: "/api/transfers/stop1", method: .delete) { #expect($0.status == .noContent) }
+            // The uploader learns it was aborted as soon as it sends more.
+            await connection.send(pattern(1000))
+            let answer = String(decoding: await connection.read { String(decoding: $0, as: UTF8.self).contains("}}") }, as: UTF8.self)
+            #expect(answer.hasPrefix("HTTP/1.1 409"))
+            #expect(answer.contains("\"code\":\"aborted\""))
+        }
+        #expect(fixture.scratch.files() == ["images"])
+    }
+
+    @Test func eventsStartWithTheState() async throws {
+        let fixture = try Fixture()
+        try fixture.put("e.img", pattern(100))
+        try await fixture.app().test(.live) { client in
+            let connection = try RawConnection(port: try #require(client.port))
+            await connection.send("GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            let first = String(decoding: await connection.read { String(decoding: $0, as: UTF8.self).contains("}\n\n") }, as: UTF8.self)
+            #expect(first.hasPrefix("HTTP/1.1 200"))
+            #expect(first.lowercased().contains("content-type: text/event-stream"))
+            let stream = try #require(first.range(of: "\r\n\r\n").map { first[$0.upperBound...] })
+            // Chunked encoding: a size line, then the event.
+            let event = try #require(stream.range(of: "event: ").map { stream[$0.lowerBound...] })
+            #expect(event.hasPrefix("event: state\ndata: {"))
+            #expect(event.contains("\"name\":\"e.img\""))
+
+            // A change made through the API is pushed.
+            try await client.execute(uri: "/api/drives/0", method: .post, body: body(#"{"image": "e.img"}"#)) { #expect($0.status == .ok) }
+            let next = String(decoding: await connection.read { String(decoding: $0, as: UTF8.self).contains("\"inUse\":[0]") }, as: UTF8.self)
+            #expect(next.contains("event: state"))
+            #expect(next.contains("\"inUse\":[0]"))
+
+            // A change of the host's own (an eject) is found by the poll of the drive side.
+            await fixture.drives.hostEject(0)
+            let after = String(decoding: await connection.read { String(decoding: $0, as: UTF8.self).contains("\"inUse\":[]") }, as: UTF8.self)
+            #expect(after.contains("\"inUse\":[]"))
+        }
+    }
+
+    @Test func uploadProgressAndEndAreEvents() async throws {
+        let fixture = try Fixture()
+        try await fixture.app().test(.live) { client in
+            let events = try RawConnection(port: try #require(client.port))
+            await events.send("GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            _ = await events.read { String(decoding: $0, as: UTF8.self).contains("}\n\n") }
+            let upload = try RawConnection(port: try #require(client.port))
+            await upload.send("PUT /api/images/p.img?id=prog HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4194304\r\n\r\n")
+            await upload.send(pattern(2 << 20))
+            let progress = String(decoding: await events.read { String(decoding: $0, as: UTF8.self).contains("event: transfer\n") }, as: UTF8.self)
+            #expect(progress.contains("\"id\":\"prog\""))
+            await upload.send(pattern(2 << 20))
+            let end = String(decoding: await events.read { String(decoding: $0, as: UTF8.self).contains("event: transfer-end") }, as: UTF8.self)
+            #expect(end.contains("\"result\":\"done\""))
+            let answer = String(decoding: await upload.read { String(decoding: $0, as: UTF8.self).contains("}") }, as: UTF8.self)
+            #expect(answer.hasPrefix("HTTP/1.1 201"))
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+@testable import HTTPAPI
+import Testing
+
+@Suite("Pure parts")
+struct UnitTests {
+    @Test func routesMatch() throws {
+        func match(_ method: String, _ path: String) -> APIRoute.Match? { try? APIRoute.match(method: method, rawPath: path).get() }
+        #expect(match("POST", "/api/images/create")?.route == .create)
+        #expect(match("PUT", "/api/images/create") == .init(route: .upload, parameter: "create"))
+        #expect(match("GET", "/api/images/a%20b/c.iso") == .init(route: .download, parameter: "a b/c.iso"))
+        #expect(match("POST", "/api/drives/3/eject") == .init(route: .eject, parameter: "3"))
+        #expect(match("DELETE", "/api/transfers/u-1") == .init(route: .abort, parameter: "u-1"))
+        #expect(match("GET", "/") == .init(route: .page, parameter: nil))
+        #expect(match("GET", "/api/images/") == nil)
+        #expect(match("GET", "/api/state/") == nil)
+        #expect(APIRoute.match(method: "GET", rawPath: "/api/images/a%2Fb") == .failure(.badName(
+            "An image name segment may not contain \"/\": separate folders with a plain \"/\".")))
+        #expect(APIRoute.match(method: "PATCH", rawPath: "/api/images/x") == .failure(.method(allowed: ["PUT", "GET", "HEAD", "DELETE"])))
+    }
+
+    @Test func ranges() {
+        #expect(RangeRequest(header: nil, size: 10) == .whole)
+        #expect(RangeRequest(header: "bytes=0-0", size: 10) == .part(lower: 0, upper: 0))
+        #expect(RangeRequest(header: "bytes=2-", size: 10) == .part(lower: 2, upper: 9))
+        #expect(RangeRequest(header: "bytes=-3", size: 10) == .part(lower: 7, upper: 9))
+        #expect(RangeRequest(header: "bytes=-30", size: 10) == .part(lower: 0, upper: 9))
+        #expect(RangeRequest(header: "bytes=5-99999999999999999999999", size: 10) == .part(lower: 5, upper: 9))
+        #expect(RangeRequest(header: "bytes=10-", size: 10) == .unsatisfiable)
+        #expect(RangeRequest(header: "bytes=-0", size: 10) == .unsatisfiable)
+        #expect(RangeRequest(header: "bytes=0-", size: 0) == .unsatisfiable)
+        #expect(RangeRequest(header: "bytes=1-2,4-5", size: 10) == .whole)
+        #expect(RangeRequest(header: "bytes=3-1", size: 10) == .whole)
+        #expect(RangeRequest(header: "bytes=a-b", size: 10) == .whole)
+        #expect(RangeRequest(header: "bytes=", size: 10) == .whole)
+    }
+
+    @Test func sizes() {
+        #expect(ByteSize.parse("1024") == 1024)
+        #expect(ByteSize.parse("1K") == 1024)
+        #expect(ByteSize.parse("1.5M") == 3 << 19)
+        #expect(ByteSize.parse("64G") == 64 << 30)
+        #expect(ByteSize.parse("2 GiB") == 2 << 30)
+        #expect(ByteSize.parse("1T") == 1 << 40)
+        #expect(ByteSize.parse("1X") == nil)
+        #expect(ByteSize.parse("") == nil)
+        #expect(ByteSize.parse("-1") == nil)
+    }
+
+    @Test func constantTimeComparison() {
+        #expect(Authenticator.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!Authenticator.constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
+        #expect(!Authenticator.constantTimeEqual(Array("abc".utf8), Array("abcd".utf8)))
+        #expect(!Authenticator.constantTimeEqual([], Array("a".utf8)))
+        #expect(Authenticator.constantTimeEqual([], []))
+    }
+
+    @Test func rateLimiterRefills() {
+        let limiter = RateLimiter(rate: 10)
+        for _ in 0..<20 { #expect(limiter.admit("a", now: 100) == nil) }
+        #expect(limiter.admit("a", now: 100) == 1)
+        #expect(limiter.admit("b", now: 100) == nil)
+        #expect(limiter.admit("a", now: 100.2) == nil)
+        #expect(RateLimiter(rate: 0).admit("a") == nil)
+    }
+
+    @Test func listenAddresses() {
+        #expect(HTTPSettings.parseListen("127.0.0.1:8780")! == ("127.0.0.1", 8780))
+        #expect(HTTPSettings.parseListen("[::1]:80")! == ("::1", 80))
+        #expect(HTTPSettings.parseListen("0.0.0.0:99999") == nil)
+        #expect(HTTPSettings.parseListen("::1:80") == nil)
+        #expect(HTTPSettings.parseListen(":80") == nil)
+        var settings = HTTPSettings()
+        for (host, loopback) in [("127.0.0.1", true), ("::1", true), ("localhost", true), ("0.0.0.0", false), ("::", false), ("10.0.0.1", false)] {
+            settings.host = host
+            #expect(settings.isLoopback == loopback, "\(host)")
+        }
+    }
+
+    @Test func contentDisposition() {
+        #expect(API.attachment("a b.iso") == "attachment; filename=\"a b.iso\"; filename*=UTF-8''a%20b.iso")
+        #expect(API.attachment("ü\".iso") == "attachment; filename=\"__.iso\"; filename*=UTF-8''%C3%BC%22.iso")
+    }
+
+    @Test func formDispositionParameters() {
+        let parameters = FormUpload.parameters(#"form-data; name="file"; filename="a \"b\"; c.iso""#)
+        #expect(parameters == ["name": "file", "filename": #"a "b"; c.iso"#])
+        #expect(FormUpload.parameters("form-data; name=replace") == ["name": "replace"])
+        #expect(FormUpload.extendedValue("UTF-8''%C3%BC.iso") == "ü.iso")
+    }
+}
