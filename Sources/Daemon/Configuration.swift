@@ -57,6 +57,41 @@ public struct GadgetSettings: Sendable, Equatable {
     public var reenumerateOnTypeChange = true
 }
 
+/// The HTTP API and web page of `umsd serve` (Docs/http-api.md).
+public struct HTTPConfiguration: Sendable, Equatable {
+    public var enabled = true
+    /// "HOST:PORT" ("[V6]:PORT"); on a loopback address no credentials are asked.
+    public var host = "127.0.0.1"
+    public var port = 8780
+    /// The bearer token, generated on first start when listening beyond loopback.
+    public var tokenFile = "/var/lib/umsd/http-token"
+    /// HTTP basic auth beside the token: the user, and the file whose first line is the password.
+    public var basicAuthUser: String?
+    public var basicAuthPasswordFile: String?
+    /// PEM certificate chain and key; with both, the service speaks HTTPS only.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var maxUploadSize: Int64 = 64 << 30
+    /// Requests per second per client address (bursts of twice as many); 0: no limit.
+    public var rateLimit = 50
+
+    public init() {}
+}
+
+/// Commands run around writes to a storage part (e.g. remount it read-write and back), each an argv without a shell.
+public struct StorageHook: Sendable, Equatable {
+    /// The part: a mount point relative to the image folder; "" is the folder itself.
+    public var part = ""
+    public var before: [String] = []
+    public var after: [String] = []
+
+    public init(part: String = "", before: [String] = [], after: [String] = []) {
+        self.part = part
+        self.before = before
+        self.after = after
+    }
+}
+
 /// The daemon's whole configuration; every key has a default.
 public struct DaemonConfiguration: Sendable, Equatable {
     /// false turns mass storage off entirely: `umsd serve` then exits at once, successfully.
@@ -65,6 +100,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var drives: [DriveSettings] = [DriveSettings()]
     /// Where images live (uploads, downloads, and names given without a path).
     public var imageFolder = "/var/lib/umsd/images"
+    /// Commands around writes to the image folder's parts (uploads, creates, removals).
+    public var storageHooks: [StorageHook] = []
+    public var http = HTTPConfiguration()
     public var controlSocket = "/run/umsd/control.sock"
     /// Permissions of the control socket.
     public var controlSocketMode: UInt16 = 0o660

@@ -54,7 +54,7 @@ public enum ConfigurationLoader {
     {
         let reader = Reader(file: file)
         var configuration = DaemonConfiguration()
-        let top = try reader.table(tree, "", keys: ["enabled", "gadget", "drives", "storage", "control", "state", "log"])
+        let top = try reader.table(tree, "", keys: ["enabled", "gadget", "drives", "storage", "http", "control", "state", "log"])
         if let value = top["enabled"] { configuration.enabled = try reader.bool(value, "enabled") }
 
         if let value = top["gadget"] {
@@ -112,9 +112,11 @@ public enum ConfigurationLoader {
         }
 
         if let value = top["storage"] {
-            let storage = try reader.table(value, "storage", keys: ["images"])
+            let storage = try reader.table(value, "storage", keys: ["images", "hooks"])
             if let v = storage["images"] { configuration.imageFolder = try reader.path(v, "storage.images") }
+            if let v = storage["hooks"] { configuration.storageHooks = try reader.hooks(v, "storage.hooks") }
         }
+        if let value = top["http"] { configuration.http = try reader.http(value, "http", over: configuration.http) }
         if let value = top["control"] {
             let control = try reader.table(value, "control", keys: ["socket", "mode", "group"])
             if let v = control["socket"] { configuration.controlSocket = try reader.path(v, "control.socket") }
@@ -138,6 +140,13 @@ public enum ConfigurationLoader {
             }
         }
         if whole {
+            let http = configuration.http
+            if (http.tlsCertificate == nil) != (http.tlsKey == nil) {
+                throw reader.error("http.tls", "needs both certificate and key, or neither")
+            }
+            if (http.basicAuthUser == nil) != (http.basicAuthPasswordFile == nil) {
+                throw reader.error("http.basic_auth", "needs both user and password_file, or neither")
+            }
             for (index, drive) in configuration.drives.enumerated() where drive.writable && drive.media.isOptical {
                 throw reader.error(
                     "drives.list[\(index)]", "a CD/DVD drive cannot be writable: set media: flash or writable: false")
@@ -234,6 +243,86 @@ private struct Reader {
         if let v = table["product"] { identity.product = try text(v, "\(key).product", max: 16) }
         if let v = table["revision"] { identity.revision = try text(v, "\(key).revision", max: 4) }
         return identity
+    }
+
+    /// A size in bytes: a whole number, or a string with K, M, G or T (powers of 1024), e.g. "64G".
+    func size(_ value: Any, _ key: String) throws(ConfigurationError) -> Int64 {
+        if let number = value as? Int, !(value is Bool), number > 0 { return Int64(number) }
+        if let text = value as? String {
+            let digits = text.prefix { $0.isASCII && $0.isNumber }
+            var unit = text.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).uppercased()
+            if unit.hasSuffix("IB") { unit.removeLast(2) } else if unit.hasSuffix("B") { unit.removeLast() }
+            let shifts: [String: Int64] = ["": 0, "K": 10, "M": 20, "G": 30, "T": 40]
+            if let number = Int64(digits), number > 0, let shift = shifts[unit], number <= Int64.max >> shift {
+                return number << shift
+            }
+        }
+        throw error(key, "must be a size such as 1073741824 or \"64G\"")
+    }
+
+    func http(_ value: Any, _ key: String, over base: HTTPConfiguration) throws(ConfigurationError) -> HTTPConfiguration {
+        let table = try self.table(
+            value, key,
+            keys: ["enabled", "listen", "token_file", "basic_auth", "tls", "max_upload_size", "rate_limit"])
+        var http = base
+        if let v = table["enabled"] { http.enabled = try bool(v, "\(key).enabled") }
+        if let v = table["listen"] {
+            let text = try self.text(v, "\(key).listen", max: 300)
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+                (1...65535).contains(port)
+            else { throw error("\(key).listen", "must be HOST:PORT, such as 127.0.0.1:8780 or [::]:8780") }
+            var host = String(text[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard !host.isEmpty, !host.contains("[") else {
+                throw error("\(key).listen", "must be HOST:PORT, such as 127.0.0.1:8780 or [::]:8780")
+            }
+            http.host = host
+            http.port = port
+        }
+        if let v = table["token_file"] { http.tokenFile = try path(v, "\(key).token_file") }
+        if let v = table["basic_auth"] {
+            let auth = try self.table(v, "\(key).basic_auth", keys: ["user", "password_file"])
+            if let user = auth["user"] {
+                let name = try text(user, "\(key).basic_auth.user", max: 64)
+                guard !name.isEmpty, !name.contains(":") else {
+                    throw error("\(key).basic_auth.user", "must be a name without ':'")
+                }
+                http.basicAuthUser = name
+            }
+            if let file = auth["password_file"] { http.basicAuthPasswordFile = try path(file, "\(key).basic_auth.password_file") }
+        }
+        if let v = table["tls"] {
+            let tls = try self.table(v, "\(key).tls", keys: ["certificate", "key"])
+            if let file = tls["certificate"] { http.tlsCertificate = try path(file, "\(key).tls.certificate") }
+            if let file = tls["key"] { http.tlsKey = try path(file, "\(key).tls.key") }
+        }
+        if let v = table["max_upload_size"] { http.maxUploadSize = try size(v, "\(key).max_upload_size") }
+        if let v = table["rate_limit"] { http.rateLimit = try integer(v, "\(key).rate_limit", 0...100_000) }
+        return http
+    }
+
+    func hooks(_ value: Any, _ key: String) throws(ConfigurationError) -> [StorageHook] {
+        guard let items = value as? [Any] else { throw error(key, "must be a list of {part, before, after}") }
+        var hooks: [StorageHook] = []
+        for (index, item) in items.enumerated() {
+            let itemKey = "\(key)[\(index)]"
+            let table = try self.table(item, itemKey, keys: ["part", "before", "after"])
+            var hook = StorageHook()
+            if let v = table["part"] { hook.part = try text(v, "\(itemKey).part", max: 1024) }
+            for name in ["before", "after"] {
+                guard let v = table[name] else { continue }
+                guard let argv = v as? [Any], let first = argv.first as? String, first.hasPrefix("/") else {
+                    throw error("\(itemKey).\(name)", "must be a command as a list, its program an absolute path: [/usr/bin/mount, -o, remount,rw, /srv]")
+                }
+                var words: [String] = [first]
+                for (position, word) in argv.enumerated().dropFirst() {
+                    words.append(try text(word, "\(itemKey).\(name)[\(position)]", max: 4096))
+                }
+                if name == "before" { hook.before = words } else { hook.after = words }
+            }
+            hooks.append(hook)
+        }
+        return hooks
     }
 
     func drive(_ value: Any, _ key: String, over base: DriveSettings) throws(ConfigurationError) -> DriveSettings {

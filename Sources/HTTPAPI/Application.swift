@@ -7,6 +7,8 @@ import ImageStore
 import Logging
 import NIOCore
 import NIOSSL
+import ServiceLifecycle
+import Synchronization
 
 /// The request context: Hummingbird's, plus the client's address for the rate limit.
 public struct APIRequestContext: RequestContext {
@@ -113,5 +115,62 @@ private func tlsServer(_ files: HTTPSettings.TLSFiles) throws(APIError) -> HTTPS
         throw APIError(
             "internal",
             "The TLS certificate \(files.certificate) or key \(files.key) cannot be read (\(error)): give PEM files, or remove http.tls.")
+    }
+}
+
+/// The HTTP service running beside the drive server of `umsd serve`, on Swift concurrency's threads.
+public final class HTTPService: Sendable {
+    private let group: ServiceGroup
+    private let finished = DispatchSemaphore(value: 0)
+    private let settings: HTTPSettings
+
+    private init(group: ServiceGroup, settings: HTTPSettings) {
+        self.group = group
+        self.settings = settings
+    }
+
+    /// Builds the app and starts it; returns once it listens. A port that cannot be bound (taken, not ours, a bad
+    /// address) throws one sentence.
+    public static func start(
+        store: ImageStore, drives: any DriveControl, settings: HTTPSettings, logger: Logger
+    ) throws(APIError) -> HTTPService {
+        let bound = DispatchSemaphore(value: 0)
+        let failure = Mutex<String?>(nil)
+        let app = try buildApplication(store: store, drives: drives, settings: settings, logger: logger) { _ in
+            bound.signal()
+        }
+        // No signals: the drive server owns SIGTERM and SIGHUP and says when to stop.
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: logger))
+        let service = HTTPService(group: group, settings: settings)
+        Task.detached {
+            do {
+                try await group.run()
+            } catch {
+                // NIO says "bind(descriptor:ptr:bytes:): Address already in use (errno: 98)": keep the reason.
+                var reason = "\(error)"
+                if let cut = reason.range(of: "): ") { reason = String(reason[cut.upperBound...]) }
+                failure.withLock { $0 = reason }
+            }
+            bound.signal()
+            service.finished.signal()
+        }
+        bound.wait()
+        if let reason = failure.withLock({ $0 }) {
+            throw APIError(
+                "internal",
+                "The HTTP service cannot listen on \(settings.host):\(settings.port): \(reason); free the port or change http.listen.")
+        }
+        let scheme = settings.tls == nil ? "http" : "https"
+        logger.info("HTTP API on \(scheme)://\(settings.host):\(settings.port)\(settings.isLoopback ? "" : " (credentials required)")")
+        return service
+    }
+
+    /// Stops taking requests, ends event streams and waits (at most `timeout`) for requests in flight.
+    public func stop(timeout: Duration = .seconds(5)) {
+        let group = self.group
+        Task.detached { await group.triggerGracefulShutdown() }
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        _ = finished.wait(timeout: .now() + seconds)
     }
 }

@@ -5,6 +5,8 @@ import Logging
 import Daemon
 import Foundation
 import FunctionFS
+import HTTPAPI
+import ImageStore
 import MassStorage
 import SCSI
 
@@ -13,7 +15,7 @@ struct UMSD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "umsd",
         abstract: "A userspace USB mass-storage gadget: disk and CD/DVD images served over FunctionFS.",
-        subcommands: [Serve.self, Run.self, Drive.self, Connect.self, Disconnect.self, Status.self, Trace.self]
+        subcommands: [Serve.self, Run.self, Drive.self, Image.self, Connect.self, Disconnect.self, Status.self, Trace.self]
     )
 }
 
@@ -355,6 +357,17 @@ struct Serve: ParsableCommand {
         LiveLogLevel.set(configuration.logLevel)
         LoggingSystem.bootstrap { label in LiveLevelLogHandler(inner: StreamLogHandler.standardError(label: label)) }
         let main = config
+        // The HTTP service runs on Swift concurrency's threads beside the drive server, which holds this thread.
+        var http: HTTPService?
+        if configuration.enabled && configuration.http.enabled {
+            do {
+                http = try startHTTP(configuration)
+            } catch {
+                printError("umsd: \(error.message)")
+                throw ExitCode.failure
+            }
+        }
+        defer { http?.stop() }
         do {
             try Daemon.run(
                 configuration, defaultSerial: defaultSerial(), logger: Logger(label: "umsd"),
@@ -365,6 +378,33 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
     }
+}
+
+/// The image store and the HTTP API on it, the drive side reached through the daemon's own control socket.
+func startHTTP(_ configuration: DaemonConfiguration) throws(APIError) -> HTTPService {
+    let hooks = configuration.storageHooks.map { WriteHook(part: $0.part, before: $0.before, after: $0.after) }
+    let store: ImageStore
+    do {
+        store = try ImageStore(folder: configuration.imageFolder, hooks: hooks, logger: Logger(label: "umsd.images"))
+    } catch {
+        throw APIError(error.code, error.message)
+    }
+    let http = configuration.http
+    var settings = HTTPSettings()
+    settings.host = http.host
+    settings.port = http.port
+    settings.tokenFile = http.tokenFile
+    if let user = http.basicAuthUser, let file = http.basicAuthPasswordFile {
+        settings.basicAuth = .init(user: user, passwordFile: file)
+    }
+    if let certificate = http.tlsCertificate, let key = http.tlsKey {
+        settings.tls = .init(certificate: certificate, key: key)
+    }
+    settings.maxUploadSize = http.maxUploadSize
+    settings.rateLimit = http.rateLimit
+    return try HTTPService.start(
+        store: store, drives: SocketDriveControl(path: configuration.controlSocket), settings: settings,
+        logger: Logger(label: "umsd.http"))
 }
 
 struct Trace: ParsableCommand {

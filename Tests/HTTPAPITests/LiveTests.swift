@@ -92,3 +92,43 @@ struct LiveTests {
         }
     }
 }
+
+/// The client of `umsd image`, against the live service.
+@Suite("CLI client")
+struct ClientTests {
+    @Test func uploadListDownloadRemove() async throws {
+        let fixture = try Fixture()
+        let source = fixture.scratch.path + "/source.img"
+        let bytes = pattern(5 << 20 + 123)
+        try Data(bytes).write(to: URL(fileURLWithPath: source))
+        try await fixture.app().test(.live) { client in
+            let api = try APIClient(url: "http://localhost:\(try #require(client.port))", token: nil)
+            let scratch = fixture.scratch.path
+            let results = try await offPool { () -> Result<[APIClient.Answer], APIClient.Failure> in
+                Result { () throws(APIClient.Failure) in
+                    var answers: [APIClient.Answer] = []
+                    answers.append(try api.upload(file: source, as: "dir/ü b.img", replace: false) { _, _ in })
+                    answers.append(try api.upload(file: source, as: "dir/ü b.img", replace: false) { _, _ in })
+                    answers.append(try api.send("GET", "/api/images"))
+                    answers.append(try api.download("dir/ü b.img", to: scratch + "/copy.img") { _, _ in })
+                    answers.append(try api.download("nothing.img", to: scratch + "/nothing.img") { _, _ in })
+                    answers.append(try api.send("DELETE", "/api/images/dir/%C3%BC%20b.img"))
+                    answers.append(try api.send("POST", "/api/images/create", json: Array(#"{"name":"c.img","size":"4M"}"#.utf8)))
+                    return answers
+                }
+            }.get()
+            #expect(results.map(\.status) == [201, 409, 200, 200, 404, 204, 201])
+            #expect(APIClient.message(results[1]) == "dir/ü b.img exists already: ask to replace it, or choose another name.")
+            #expect(String(decoding: results[2].body, as: UTF8.self).contains("\"name\":\"dir/ü b.img\""))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: scratch + "/copy.img")) == Data(bytes))
+            #expect(!FileManager.default.fileExists(atPath: scratch + "/nothing.img"))
+        }
+        #expect(!fixture.scratch.files().contains { $0.contains("umsd-part") || $0.contains(".umsd-upload-") })
+    }
+
+    @Test func nothingListening() throws {
+        let api = try APIClient(url: "http://127.0.0.1:1", token: nil)
+        #expect(throws: APIClient.Failure.self) { try api.send("GET", "/api/state") }
+        #expect(throws: APIClient.Failure.self) { try APIClient(url: "https://127.0.0.1", token: nil) }
+    }
+}
