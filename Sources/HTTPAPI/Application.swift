@@ -68,16 +68,31 @@ public struct APIResponder: HTTPResponder {
     }
 
     /// A page on another site must not drive the appliance through the operator's browser: a request that
-    /// changes something and says it comes from another origin is refused. (Browsers send `Origin` on every
-    /// cross-origin POST, PUT and DELETE; tools like curl send none.)
+    /// changes something and comes from another site is refused. Browsers say so in `Sec-Fetch-Site`, which a
+    /// reverse proxy leaves alone; without it (older browsers) `Origin` must name the host the request was sent to
+    /// (`Host` or a proxy's `X-Forwarded-Host`), ports aside. Tools like curl send neither header.
     static func refuseCrossSite(_ request: Request) throws(APIError) {
-        guard request.method != .get, request.method != .head, let origin = request.headers[.origin],
-            let host = request.head.authority
-        else { return }
-        let originHost = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init)
-        guard originHost?.lowercased() != host.lowercased() else { return }
-        throw APIError(
-            "unauthorized", "A request from the page \(origin) was refused: umsd only takes changes from its own page.")
+        guard request.method != .get, request.method != .head else { return }
+        let refusal = APIError(
+            "unauthorized", "A request from another site was refused: umsd only takes changes from its own page.")
+        if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!] {
+            if site.lowercased() == "cross-site" { throw refusal }
+            return
+        }
+        guard let origin = request.headers[.origin] else { return }
+        let originHost = hostName(origin.components(separatedBy: "://").last ?? "")
+        let targets = [request.head.authority, request.headers[HTTPField.Name("X-Forwarded-Host")!]].compactMap { $0 }
+        guard !targets.contains(where: { hostName($0) == originHost }) else { return }
+        throw refusal
+    }
+
+    /// "Host:port", "[v6]:port" or "host" to the host alone, lower case.
+    static func hostName(_ authority: String) -> String {
+        var text = Substring(authority.lowercased())
+        if let slash = text.firstIndex(of: "/") { text = text[..<slash] }
+        if text.hasPrefix("["), let end = text.firstIndex(of: "]") { return String(text[text.index(after: text.startIndex)..<end]) }
+        if let colon = text.firstIndex(of: ":") { text = text[..<colon] }
+        return String(text)
     }
 }
 
