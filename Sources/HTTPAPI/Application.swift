@@ -162,9 +162,8 @@ public final class HTTPService: Sendable {
             do {
                 try await group.run()
             } catch {
-                // NIO says "bind(descriptor:ptr:bytes:): Address already in use (errno: 98)": keep the reason.
-                var reason = "\(error)"
-                if let cut = reason.range(of: "): ") { reason = String(reason[cut.upperBound...]) }
+                // A failed bind is an IOError with the errno: its sentence is what the operator needs.
+                let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
                 failure.withLock { $0 = reason }
             }
             bound.signal()
