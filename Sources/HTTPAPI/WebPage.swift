@@ -68,7 +68,7 @@ label { font-size: .85rem; color: var(--muted); display: grid; gap: .2rem; }
 .pill { display: inline-flex; align-items: center; gap: .4rem; font-size: .85rem; color: var(--muted); }
 .dot { width: .6rem; height: .6rem; border-radius: 50%; background: var(--muted); flex: none; }
 .dot.ok { background: var(--ok); } .dot.warn { background: var(--warn); } .dot.bad { background: var(--bad); }
-.drives { display: grid; gap: .75rem; grid-template-columns: repeat(auto-fill, minmax(19rem, 1fr)); }
+.drives { display: grid; gap: .75rem; grid-template-columns: repeat(auto-fit, minmax(19rem, 1fr)); }
 .drive { border: 1px solid var(--line); border-radius: 8px; padding: .75rem; min-width: 0; }
 .drive .title { display: flex; justify-content: space-between; align-items: baseline; gap: .5rem; }
 .drive .image { font-weight: 600; overflow-wrap: anywhere; margin-top: .25rem; }

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 umsd=${UMSD_BINARY:?set UMSD_BINARY to the umsd executable}
 share=${1:?usage: guest.sh SHARED-FOLDER}
-vid=1d6b pid=0104 serial=WEB0000000000001
+vid=1d6b pid=0104 serial=0EB0000000000001
 work=$(mktemp -d /tmp/umsd-web.XXXXXX)
 mkdir -p "$work/images" "$work/mnt"
 daemon_pid='' relay_pid=''
@@ -50,7 +50,8 @@ start_daemon() {  # start_daemon LISTEN
     config "$1" >"$work/umsd.yaml"
     "$umsd" serve --config "$work/umsd.yaml" >>"$share/umsd.log" 2>&1 &
     daemon_pid=$!
-    if ! wait_for 60 api_up; then
+    # Up, or gone (a configuration error): either ends the wait.
+    if ! wait_for 60 bash -c "$(declare -f api_up); share=$share; api_up || ! kill -0 $daemon_pid" || ! api_up; then
         echo "the HTTP API did not come up on $1; umsd's log:"
         tail -n 30 "$share/umsd.log"
         return 1

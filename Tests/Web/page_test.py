@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -156,6 +156,27 @@ def open_page(driver, url, html):
     js(driver, "localStorage.clear(); document.open(); document.write(arguments[0]); document.close();", html)
 
 
+def click(driver, css):
+    """Clicks what css finds; the lists redraw when an event comes, so a found element may be replaced at once."""
+    for attempt in range(20):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{css} kept being redrawn")
+
+
+def choose(driver, select_id, value):
+    for attempt in range(20):
+        try:
+            Select(driver.find_element(By.ID, select_id)).select_by_value(value)
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise RuntimeError(f"#{select_id} kept being redrawn")
+
+
 def upload_samples(driver):
     return js(driver, "return window.__samples || [];")
 
@@ -176,7 +197,7 @@ def without_credentials(driver, api, board, args, share):
 
     # Disconnected first, so that connecting later is a visible change.
     if text_of(driver, "#connect") == "Disconnect":
-        driver.find_element(By.ID, "connect").click()
+        click(driver, "#connect")
     check("disconnect: the page says the host is disconnected",
           wait(lambda: text_of(driver, "#usb-text") == "Host: disconnected", 20), text_of(driver, "#usb-text"))
     check("the daemon agrees", (api.state() or {}).get("connected") is False)
@@ -210,14 +231,14 @@ def without_credentials(driver, api, board, args, share):
     # Into drive 0, a CD drive.
     drive0 = "article[data-lun='0']"
     check("drive 0 is a CD/DVD drive", text_of(driver, drive0 + " [data-role=kind]") == "CD/DVD")
-    Select(driver.find_element(By.ID, "drive-0-image")).select_by_value(iso_name)
-    driver.find_element(By.CSS_SELECTOR, drive0 + " button[data-action=load]").click()
+    choose(driver, "drive-0-image", iso_name)
+    click(driver, drive0 + " button[data-action=load]")
     check("the ISO is shown in drive 0", wait(lambda: text_of(driver, drive0 + " [data-role=image]") == iso_name, 20),
           text_of(driver, drive0 + " [data-role=image]"))
     check("the image list says it is in drive 0",
           wait(lambda: "in drive 0" in (text_of(driver, row) or ""), 20), text_of(driver, row))
 
-    driver.find_element(By.ID, "connect").click()
+    click(driver, "#connect")
     check("connect: the page says the host is connected",
           wait(lambda: text_of(driver, "#usb-text") == "Host: connected", 20), text_of(driver, "#usb-text"))
     answer = board.ask("mount-cd", "hello.txt", 90) or ""
@@ -228,7 +249,11 @@ def without_credentials(driver, api, board, args, share):
     check("the page shows the host's lock on drive 0 (event stream)",
           wait(lambda: "Locked by host" in (text_of(driver, drive0) or ""), 20), text_of(driver, drive0))
 
-    os.makedirs(share, exist_ok=True)
+    # The whole page at desktop width, then a phone's first screen.
+    height = min(2000, js(driver, "return document.documentElement.scrollHeight"))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    time.sleep(0.5)
     driver.save_screenshot(os.path.join(share, "desktop.png"))
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 360, "height": 740, "deviceScaleFactor": 2, "mobile": True})
@@ -246,7 +271,7 @@ def without_credentials(driver, api, board, args, share):
     driver.find_element(By.ID, "file").send_keys(args.big)
     started = wait(lambda: [s for s in upload_samples(driver) if s[0] == big_name and s[1] > 0], 60)
     check("the big upload starts", started)
-    driver.find_element(By.CSS_SELECTOR, f"#uploads li[data-upload='{big_name}'] button[data-action=abort]").click()
+    click(driver, f"#uploads li[data-upload='{big_name}'] button[data-action=abort]")
     sent = max((s[1] for s in upload_samples(driver) if s[0] == big_name), default=0)
     total = os.path.getsize(args.big)
     check("it was aborted part-way", 0 < sent < total, f"{sent} of {total}")
@@ -263,37 +288,39 @@ def without_credentials(driver, api, board, args, share):
           and files.split() == [f"./{iso_name}"], (files or "no answer").strip()[:300])
 
     # An error is the server's own sentence.
-    driver.find_element(By.CSS_SELECTOR, row + " button[data-action=delete]").click()
+    click(driver, row + " button[data-action=delete]")
     check("delete asks first", wait(lambda: js(driver, "return document.getElementById('confirm-dialog').open"), 10))
-    driver.find_element(By.ID, "confirm-ok").click()
+    click(driver, "#confirm-ok")
     check("deleting the image in drive 0 shows the server's sentence",
           wait(lambda: not js(driver, "return document.getElementById('error').hidden")
                and "drive 0" in (text_of(driver, "#error-text") or ""), 10), text_of(driver, "#error-text"))
     check("and the image is still there", driver.find_elements(By.CSS_SELECTOR, row))
 
-    driver.find_element(By.CSS_SELECTOR, drive0 + " button[data-action=eject]").click()
+    click(driver, drive0 + " button[data-action=eject]")
     check("eject: drive 0 shows no image", wait(lambda: text_of(driver, drive0 + " [data-role=image]") == "No image", 20),
           text_of(driver, drive0 + " [data-role=image]"))
-    driver.find_element(By.CSS_SELECTOR, row + " button[data-action=delete]").click()
+    check("and the image list no longer has it in a drive",
+          wait(lambda: "in drive" not in (text_of(driver, row) or "in drive"), 20), text_of(driver, row))
+    click(driver, row + " button[data-action=delete]")
     wait(lambda: js(driver, "return document.getElementById('confirm-dialog').open"), 10)
-    driver.find_element(By.ID, "confirm-ok").click()
+    click(driver, "#confirm-ok")
     check("now the delete goes through", wait(lambda: not driver.find_elements(By.CSS_SELECTOR, row), 20))
 
     # A flash image from the form, loaded writable into the flash drive.
     driver.find_element(By.ID, "create-name").send_keys("web-flash.img")
     driver.find_element(By.ID, "create-size").send_keys("16M")
     Select(driver.find_element(By.ID, "create-fs")).select_by_value("vfat")
-    driver.find_element(By.ID, "create-button").click()
+    click(driver, "#create-button")
     flash = "#images li[data-image='web-flash.img'][data-complete='true']"
     check("create: the flash image appears", wait(lambda: driver.find_elements(By.CSS_SELECTOR, flash), 60),
           text_of(driver, "#error-text"))
     check("with its size", (text_of(driver, flash + " .meta span") or "") == "16.0 MiB", text_of(driver, flash))
     drive1 = "article[data-lun='1']"
-    Select(driver.find_element(By.ID, "drive-1-image")).select_by_value("web-flash.img")
-    driver.find_element(By.CSS_SELECTOR, drive1 + " button[data-action=load]").click()
+    choose(driver, "drive-1-image", "web-flash.img")
+    click(driver, drive1 + " button[data-action=load]")
     check("it loads into drive 1", wait(lambda: text_of(driver, drive1 + " [data-role=image]") == "web-flash.img", 20))
     check("drive 1 is writable", "Writable" in (text_of(driver, drive1 + " .chips") or ""), text_of(driver, drive1))
-    driver.find_element(By.CSS_SELECTOR, drive1 + " button[data-action=writable]").click()
+    click(driver, drive1 + " button[data-action=writable]")
     check("toggle writable: drive 1 becomes read-only",
           wait(lambda: "Read-only" in (text_of(driver, drive1 + " .chips") or ""), 20), text_of(driver, drive1))
     drives = (api.state() or {}).get("drives") or [{}, {}]
@@ -329,18 +356,18 @@ def with_token(driver, api, board):
     open_page(driver, api.url, html.decode())
     check("the page asks for a token", wait(lambda: js(driver, "return document.getElementById('auth-dialog').open"), 20))
     driver.find_element(By.ID, "auth-token").send_keys("wrong")
-    driver.find_element(By.ID, "auth-submit").click()
+    click(driver, "#auth-submit")
     check("a wrong token is refused and asked again", wait(lambda: js(
         driver, "return document.getElementById('auth-dialog').open && !document.getElementById('auth-wrong').hidden"), 20))
     driver.find_element(By.ID, "auth-token").send_keys(api.token)
-    driver.find_element(By.ID, "auth-submit").click()
+    click(driver, "#auth-submit")
     check("with the token the drives appear", wait(lambda: driver.find_elements(By.CSS_SELECTOR, "article[data-lun='1']"), 20))
     check("the token is kept in localStorage", js(driver, "return localStorage.getItem('umsd.token')") == api.token)
     check("the event stream is live, read with fetch() as it needs the token",
           wait(lambda: text_of(driver, "#live") == "Live" and not js(driver, "return stream instanceof EventSource"), 20),
           text_of(driver, "#live"))
     if text_of(driver, "#connect") == "Connect":
-        driver.find_element(By.ID, "connect").click()
+        click(driver, "#connect")
     check("connect with the token", wait(lambda: text_of(driver, "#usb-text") == "Host: connected", 20),
           text_of(driver, "#usb-text"))
     answer = board.ask("cli-disconnect", "", 30) or ""
