@@ -29,23 +29,23 @@ public struct CBW: Sendable, Equatable {
 
     /// Decodes a CBW that is *valid* in the BOT sense (§6.2.1): exactly 31 bytes with the right signature.
     /// Returns nil for anything else; whether it is also *meaningful* is `CBW.meaningfulness(maxLUN:)`.
+    /// Not generic, so the I/O layer's call decodes straight from its transfer buffer without runtime generics.
+    public init?(_ raw: UnsafeRawBufferPointer) {
+        guard raw.count == Self.size else { return nil }
+        func le32(_ offset: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+        guard le32(0) == Self.signature else { return nil }
+        tag = le32(4)
+        dataTransferLength = le32(8)
+        flags = raw[12]
+        lunField = raw[13]
+        commandBlockLengthField = raw[14]
+        commandBlock = CommandBlockBytes(UnsafeRawBufferPointer(rebasing: raw[15..<31]))
+    }
+
+    /// As `init?(_: UnsafeRawBufferPointer)`, from any bytes.
     public init?(_ bytes: some Collection<UInt8>) {
-        guard bytes.count == Self.size else { return nil }
-        var index = bytes.startIndex
-        func next() -> UInt8 {
-            defer { bytes.formIndex(after: &index) }
-            return bytes[index]
-        }
-        func nextLE32() -> UInt32 {
-            (0..<4).reduce(UInt32(0)) { value, shift in value | UInt32(next()) << (8 * UInt32(shift)) }
-        }
-        guard nextLE32() == Self.signature else { return nil }
-        tag = nextLE32()
-        dataTransferLength = nextLE32()
-        flags = next()
-        lunField = next()
-        commandBlockLengthField = next()
-        commandBlock = CommandBlockBytes(bytes[index...], count: 16)
+        guard let cbw = Array(bytes).withUnsafeBytes({ CBW($0) }) else { return nil }
+        self = cbw
     }
 
     /// The wire bytes.
@@ -100,12 +100,24 @@ public struct CommandBlockBytes: RandomAccessCollection, Sendable, Equatable {
         }
     }
 
+    /// All of `raw`, at most 16 bytes.
+    public init(_ raw: UnsafeRawBufferPointer) {
+        count = Swift.min(raw.count, 16)
+        let limit = count
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<limit])) }
+    }
+
+    /// Calls `body` with the `count` bytes.
+    public func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        try Swift.withUnsafeBytes(of: storage) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+    }
+
     public var startIndex: Int { 0 }
     public var endIndex: Int { count }
 
     public subscript(_ index: Int) -> UInt8 {
         precondition(index >= 0 && index < count, "command block index out of range")
-        return withUnsafeBytes(of: storage) { $0[index] }
+        return Swift.withUnsafeBytes(of: storage) { $0[index] }
     }
 
     public static func == (a: CommandBlockBytes, b: CommandBlockBytes) -> Bool { a.elementsEqual(b) }

@@ -20,6 +20,17 @@ static inline void umsd_iocb_prepare(struct iocb *iocb, int fd, int is_write, vo
     iocb->data = (void *)(uintptr_t)tag;
 }
 
+/// Prepares a gathering write of `count` iovecs on `fd` (one USB request for all of them), otherwise as
+/// `umsd_iocb_prepare`. The iovec array is read during io_submit only.
+static inline void umsd_iocb_prepare_writev(struct iocb *iocb, int fd, const struct iovec *iov, int count,
+                                            int eventfd, uint64_t tag) {
+    io_prep_pwritev(iocb, fd, iov, count, 0);
+    if (eventfd >= 0) {
+        io_set_eventfd(iocb, eventfd);
+    }
+    iocb->data = (void *)(uintptr_t)tag;
+}
+
 /// The tag given to `umsd_iocb_prepare`, from a completion event.
 static inline uint64_t umsd_io_event_tag(const struct io_event *event) {
     return (uint64_t)(uintptr_t)event->data;

@@ -338,7 +338,7 @@ final class BulkOnlyFunction {
 
     private func start(_ cbw: CBW) {
         let lun = Int(cbw.lun)
-        let reply = target.execute(CDB(cbw.cdb), lun: lun)
+        let reply = target.execute(cbw.cdb.withUnsafeBytes { CDB($0) }, lun: lun)
         let lengths = reply.dataLength
         let device: DataPhase =
             lengths.toHost > 0 ? .toHost(Int(lengths.toHost))
@@ -377,18 +377,35 @@ final class BulkOnlyFunction {
                 // transfer the command waits for signals: the one that took the last free slot with data still to
                 // come, and every one before a halt (which must wait for all of them).
                 let signal = plan.stallIn || (data.freeCount == 0 && cmd.queued + length < plan.send)
+                let source: UnsafeMutableRawPointer
                 if case .read(let range) = cmd.reply,
-                    let source = images[cmd.lun]?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
+                    let mapped = images[cmd.lun]?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
                 {
-                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
-                            length: length, signal: signal)
+                    source = mapped
                 } else {
                     let buffer = UnsafeMutableRawBufferPointer(rebasing: data.buffer(slot)[0..<length])
                     if !fill(buffer, for: &cmd, at: cmd.queued) {
                         data.give(slot)
                         break
                     }
-                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, write: true,
+                    source = buffer.baseAddress!
+                }
+                let last = cmd.queued + length == plan.send
+                if last, canCarryCSW(cmd), let csw = closingCSW(&cmd) {
+                    // The CSW rides in the same request as the last data: one USB request (and one f_fs
+                    // allocation, copy and completion) less per command. The data ends on a packet boundary and the
+                    // host asked for exactly this much, so the CSW is the next packet it reads either way.
+                    let trailer = data.trailer(slot)
+                    csw.encode { trailer[$0] = $1 }
+                    let tag = data.base + slot
+                    roles[tag] = .dataIn(length)
+                    generations[tag] = generation
+                    // `source` is the slot's buffer or the image mapping, both valid through the submission.
+                    batch.append(
+                        data.prepare(slot, fd: endpoints.bulkIn, data: source, length: length, trailerLength: CSW.size,
+                                     eventFD: -1))
+                } else {
+                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
                             length: length, signal: signal)
                 }
                 cmd.queued += length
@@ -493,12 +510,12 @@ final class BulkOnlyFunction {
 
     private func queueCSW(_ cmd: inout ActiveCommand) {
         guard !cmd.cswQueued else { return }
-        let status: CSWStatus = cmd.plan.phaseError ? .phaseError : cmd.failure != nil ? .failed : .passed
-        let residue =
-            cmd.failure != nil && !cmd.plan.phaseError
-            ? UInt32(clamping: cmd.cbw.hostExpectation.length - cmd.used) : cmd.plan.residue
-        guard let csw = transport.finish(status: status, residue: residue), let slot = control.take() else {
+        guard let slot = control.take() else {
             logger.error("no CSW could be queued for tag \(cmd.cbw.tag)")
+            return
+        }
+        guard let csw = closingCSW(&cmd) else {
+            control.give(slot)
             return
         }
         let buffer = control.buffer(slot)
@@ -506,8 +523,31 @@ final class BulkOnlyFunction {
         // Nothing waits for the CSW to complete: its slot is reaped with the next CBW.
         enqueue(pool: control, slot: slot, role: .csw, fd: endpoints.bulkIn, write: true, length: CSW.size,
                 signal: false)
+    }
+
+    /// Ends the command with the transport and returns its CSW, to be queued at once.
+    private func closingCSW(_ cmd: inout ActiveCommand) -> CSW? {
+        guard !cmd.cswQueued else { return nil }
+        let status: CSWStatus = cmd.plan.phaseError ? .phaseError : cmd.failure != nil ? .failed : .passed
+        let residue =
+            cmd.failure != nil && !cmd.plan.phaseError
+            ? UInt32(clamping: cmd.cbw.hostExpectation.length - cmd.used) : cmd.plan.residue
+        guard let csw = transport.finish(status: status, residue: residue) else {
+            logger.error("no CSW for tag \(cmd.cbw.tag): the transport is not executing a command")
+            return nil
+        }
         cmd.cswQueued = true
         trace(cmd, status: status, residue: residue)
+        return csw
+    }
+
+    /// The CSW may share the last data-in request: the command succeeded so far, the host expects exactly the
+    /// data that comes (BOT case 6, no halt, no residue), and the data ends on a packet boundary, so the CSW
+    /// is a packet of its own on the wire.
+    private func canCarryCSW(_ cmd: ActiveCommand) -> Bool {
+        let plan = cmd.plan
+        return cmd.failure == nil && !plan.stallIn && !plan.phaseError && plan.residue == 0
+            && plan.send == cmd.cbw.hostExpectation.length && plan.send % maxPacketSize == 0
     }
 
     private func requestCBWRead() {
@@ -579,8 +619,8 @@ final class BulkOnlyFunction {
         guard logging || !traceSubscribers.isEmpty else { return }
         let microseconds = (monotonicNanoseconds() - cmd.started) / 1000
         var event = TraceEvent(
-            time: wallClockSeconds(), lun: cmd.lun, opcode: cmd.cbw.cdb.first ?? 0,
-            command: Command.name(of: cmd.cbw.cdb.first ?? 0, type: target.units[cmd.lun].type),
+            time: wallClockSeconds(), lun: cmd.lun, opcode: cmd.cbw.commandBlock[0],
+            command: Command.name(of: cmd.cbw.commandBlock[0], type: target.units[cmd.lun].type),
             lba: nil, blocks: nil, bytes: nil, status: "\(status)", sense: cmd.failure.map { "\($0)" },
             botCase: cmd.plan.caseNumber, residue: residue, microseconds: microseconds)
         switch cmd.reply {
@@ -701,7 +741,7 @@ extension BulkOnlyFunction {
                 cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
             }
         case .parameterList:
-            switch target.receivedParameters(cmd.parameters, cdb: CDB(cmd.cbw.cdb), lun: cmd.lun) {
+            switch target.receivedParameters(cmd.parameters, cdb: cmd.cbw.cdb.withUnsafeBytes { CDB($0) }, lun: cmd.lun) {
             case .good:
                 break
             case .checkCondition(let sense):

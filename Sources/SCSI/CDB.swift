@@ -17,6 +17,17 @@ public struct CDB: Sendable, Equatable {
         }
     }
 
+    /// From a buffer, without runtime generics: how the I/O layer builds each command's CDB.
+    public init(_ raw: UnsafeRawBufferPointer) {
+        count = raw.count
+        if count > 16 {
+            long = Array(raw)
+        } else {
+            let length = count
+            withUnsafeMutableBytes(of: &inline) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<length])) }
+        }
+    }
+
     public static func == (a: CDB, b: CDB) -> Bool { a.bytes == b.bytes }
 
     /// The bytes as an array (allocates: for diagnostics and tests).
