@@ -26,8 +26,11 @@ public final class ImageFile {
     /// The whole image mapped shared, so bulk IN can take data straight from the page cache (one copy, as the
     /// kernel's own gadget) instead of pread into a buffer first; nil where mmap failed.
     public let mapping: UnsafeMutableRawPointer?
-    /// The image had no holes when opened and cannot get any (no UNMAP): reads may use the mapping.
-    private let readsThroughMapping: Bool
+    /// Reads may use the mapping. Everywhere but tmpfs a read fault on a hole maps a page-cache page of zeros and
+    /// allocates nothing on disk. On tmpfs it gives the file a page of memory for good, so there only an image
+    /// without holes reads through the mapping, until the host punches its first hole (UNMAP, WRITE SAME).
+    private var readsThroughMapping: Bool
+    private let onTmpfs: Bool
 
     /// The corresponding C calls are `open`, `fstat` and `flock`.
     public init(path: String, readOnly: Bool) throws(ImageError) {
@@ -61,18 +64,18 @@ public final class ImageFile {
         fileID = FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
         fd = descriptor
         var fileSystem = statfs()
+        let fileSystemType = fstatfs(descriptor, &fileSystem) == 0 ? Int(fileSystem.f_type) : 0
         // ext4, XFS, Btrfs, tmpfs, F2FS: the Linux file systems images live on that implement PUNCH_HOLE.
-        let punching: Set<Int> = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0xF2F5_2010]
-        supportsHolePunching =
-            !readOnly && kind == S_IFREG && fstatfs(descriptor, &fileSystem) == 0
-            && punching.contains(Int(fileSystem.f_type))
+        let punching: Set<Int> = [0xEF53, 0x5846_5342, 0x9123_683E, tmpfsMagic, 0xF2F5_2010]
+        supportsHolePunching = !readOnly && kind == S_IFREG && punching.contains(fileSystemType)
+        onTmpfs = kind == S_IFREG && fileSystemType == tmpfsMagic
         // The host reads images front to back most of the time (installers, dd, file copies).
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let mapped = mmap(nil, Int(size), readOnly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
         mapping = mapped == MAP_FAILED ? nil : mapped
         if let mapping { _ = madvise(mapping, Int(size), MADV_SEQUENTIAL) }
         let allocated = UInt64(status.st_blocks) * 512
-        readsThroughMapping = mapping != nil && !supportsHolePunching && (kind == S_IFBLK || allocated >= size)
+        readsThroughMapping = mapping != nil && (!onTmpfs || allocated >= size)
     }
 
     deinit {
@@ -87,9 +90,8 @@ public final class ImageFile {
         return mapping + Int(offset)
     }
 
-    /// Like `mapped(at:length:)`, for sending the image to the host. Not for sparse or thin-provisioned images:
-    /// a read fault on a hole gives the file a page of its own (on tmpfs, memory), where pread reads holes as
-    /// zeros and leaves them holes.
+    /// Like `mapped(at:length:)`, for sending the image to the host: nil for a sparse image on tmpfs, where a
+    /// read fault on a hole would allocate memory (pread reads holes as zeros and leaves them holes).
     public func mappedForReading(at offset: UInt64, length: Int) -> UnsafeMutableRawPointer? {
         readsThroughMapping ? mapped(at: offset, length: length) : nil
     }
@@ -153,6 +155,8 @@ public final class ImageFile {
     }
 }
 
+private let tmpfsMagic = 0x0102_1994
+
 private func lastError() -> String { String(cString: strerror(errno)) }
 
 extension ImageFile {
@@ -162,6 +166,7 @@ extension ImageFile {
         guard umsd_punch_hole(descriptor, Int64(offset), Int64(length)) == 0 else {
             throw ImageError("Punching a hole in \(path) at \(offset) failed: \(String(cString: strerror(errno))).")
         }
+        if onTmpfs { readsThroughMapping = false }
     }
 }
 

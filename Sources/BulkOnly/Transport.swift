@@ -33,6 +33,12 @@ public struct BulkOnlyTransport: Sendable {
 
     /// Bytes arrived on bulk OUT where a CBW belongs.
     public mutating func received(_ bytes: some Collection<UInt8>) -> CBWVerdict {
+        Array(bytes).withUnsafeBytes { received($0) }
+    }
+
+    /// As `received(_: some Collection<UInt8>)`, straight from a transfer buffer (not generic: no runtime generics
+    /// per command).
+    public mutating func received(_ bytes: UnsafeRawBufferPointer) -> CBWVerdict {
         switch state {
         case .awaitingReset:
             return .ignore

@@ -11,8 +11,9 @@ public struct CBW: Sendable, Equatable {
     public var lunField: UInt8
     /// bCBWCBLength as received: bits 4..0 are the length, bits 7..5 reserved.
     public var commandBlockLengthField: UInt8
-    /// CBWCB: always 16 bytes; only the first `commandBlockLength` are meaningful.
-    public var commandBlock: [UInt8]
+    /// CBWCB: always 16 bytes, held inline (no heap allocation per command); only the first `commandBlockLength`
+    /// are meaningful.
+    public var commandBlock: CommandBlockBytes
 
     public init(
         tag: UInt32, dataTransferLength: UInt32, flags: UInt8, lun: UInt8, commandBlock: [UInt8],
@@ -23,21 +24,28 @@ public struct CBW: Sendable, Equatable {
         self.flags = flags
         self.lunField = lun
         self.commandBlockLengthField = commandBlockLength ?? UInt8(commandBlock.count)
-        self.commandBlock = Array((commandBlock + Array(repeating: 0, count: 16)).prefix(16))
+        self.commandBlock = CommandBlockBytes(commandBlock.prefix(16), count: 16)
     }
 
     /// Decodes a CBW that is *valid* in the BOT sense (§6.2.1): exactly 31 bytes with the right signature.
     /// Returns nil for anything else; whether it is also *meaningful* is `CBW.meaningfulness(maxLUN:)`.
+    /// Not generic, so the I/O layer's call decodes straight from its transfer buffer without runtime generics.
+    public init?(_ raw: UnsafeRawBufferPointer) {
+        guard raw.count == Self.size else { return nil }
+        func le32(_ offset: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+        guard le32(0) == Self.signature else { return nil }
+        tag = le32(4)
+        dataTransferLength = le32(8)
+        flags = raw[12]
+        lunField = raw[13]
+        commandBlockLengthField = raw[14]
+        commandBlock = CommandBlockBytes(UnsafeRawBufferPointer(rebasing: raw[15..<31]))
+    }
+
+    /// As `init?(_: UnsafeRawBufferPointer)`, from any bytes.
     public init?(_ bytes: some Collection<UInt8>) {
-        let b = Array(bytes)
-        guard b.count == Self.size else { return nil }
-        guard le32(b, 0) == Self.signature else { return nil }
-        tag = le32(b, 4)
-        dataTransferLength = le32(b, 8)
-        flags = b[12]
-        lunField = b[13]
-        commandBlockLengthField = b[14]
-        commandBlock = Array(b[15..<31])
+        guard let cbw = Array(bytes).withUnsafeBytes({ CBW($0) }) else { return nil }
+        self = cbw
     }
 
     /// The wire bytes.
@@ -50,8 +58,7 @@ public struct CBW: Sendable, Equatable {
         out.append(flags)
         out.append(lunField)
         out.append(commandBlockLengthField)
-        out.append(contentsOf: commandBlock.prefix(16))
-        out.append(contentsOf: repeatElement(0, count: 16 - min(16, commandBlock.count)))
+        out.append(contentsOf: commandBlock)
         return out
     }
 
@@ -60,7 +67,7 @@ public struct CBW: Sendable, Equatable {
     public var isDataIn: Bool { flags & 0x80 != 0 }
 
     /// The CDB bytes the host says it sent.
-    public var cdb: ArraySlice<UInt8> { commandBlock[0..<min(commandBlockLength, 16)] }
+    public var cdb: CommandBlockBytes { commandBlock.prefix(length: commandBlockLength) }
 
     /// What the host expects from the data phase.
     public var hostExpectation: DataPhase {
@@ -76,6 +83,50 @@ public struct CBW: Sendable, Equatable {
         if commandBlockLengthField & 0xE0 != 0 { return .reservedLengthBits }
         if !(1...16).contains(commandBlockLength) { return .badCommandBlockLength }
         return nil
+    }
+}
+
+/// Up to 16 bytes of a command block, held inline: copying one allocates nothing.
+public struct CommandBlockBytes: RandomAccessCollection, Sendable, Equatable {
+    private var storage: (UInt64, UInt64) = (0, 0)
+    public private(set) var count: Int
+
+    /// The first `count` (at most 16) bytes of `bytes`, zero-filled when there are fewer.
+    public init(_ bytes: some Sequence<UInt8>, count: Int) {
+        self.count = Swift.min(Swift.max(count, 0), 16)
+        let limit = self.count
+        withUnsafeMutableBytes(of: &storage) { raw in
+            for (index, byte) in zip(0..<limit, bytes) { raw[index] = byte }
+        }
+    }
+
+    /// All of `raw`, at most 16 bytes.
+    public init(_ raw: UnsafeRawBufferPointer) {
+        count = Swift.min(raw.count, 16)
+        let limit = count
+        withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<limit])) }
+    }
+
+    /// Calls `body` with the `count` bytes.
+    public func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        try Swift.withUnsafeBytes(of: storage) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    public subscript(_ index: Int) -> UInt8 {
+        precondition(index >= 0 && index < count, "command block index out of range")
+        return Swift.withUnsafeBytes(of: storage) { $0[index] }
+    }
+
+    public static func == (a: CommandBlockBytes, b: CommandBlockBytes) -> Bool { a.elementsEqual(b) }
+
+    /// The first `length` bytes (at most `count`).
+    public func prefix(length: Int) -> CommandBlockBytes {
+        var copy = self
+        copy.count = Swift.min(Swift.max(length, 0), count)
+        return copy
     }
 }
 

@@ -4,30 +4,44 @@ import Glibc
 /// One epoll set with the few descriptors the daemon waits on.
 public final class EventLoop {
     private let epollFD: Int32
+    private static let capacity = 8
+    /// Where `wait` puts the ready descriptors: allocated once, so waiting allocates nothing.
+    private let events: UnsafeMutablePointer<epoll_event>
 
     public init() throws(SystemError) {
         epollFD = try check("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        events = .allocate(capacity: Self.capacity)
+        events.initialize(repeating: epoll_event(), count: Self.capacity)
     }
 
-    deinit { close(epollFD) }
+    deinit {
+        close(epollFD)
+        events.deallocate()
+    }
 
-    /// Watches `fd` for readability; `token` comes back from `wait`.
-    public func watch(_ fd: Int32, token: UInt64) throws(SystemError) {
+    /// Watches `fd` for readability; `token` comes back from `wait`. Edge-triggered: reported once per new
+    /// signal rather than for as long as it is readable (for an eventfd whose counter is never read).
+    public func watch(_ fd: Int32, token: UInt64, edgeTriggered: Bool = false) throws(SystemError) {
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue
+        event.events = EPOLLIN.rawValue | (edgeTriggered ? EPOLLET.rawValue : 0)
         event.data.u64 = token
         try check("epoll_ctl ADD") { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }
     }
 
-    /// Blocks until at least one watched descriptor is readable; returns their tokens.
-    public func wait(timeoutMilliseconds: Int32 = -1) throws(SystemError) -> [UInt64] {
-        var events = [epoll_event](repeating: epoll_event(), count: 8)
-        let n = epoll_wait(epollFD, &events, Int32(events.count), timeoutMilliseconds)
+    /// Blocks until at least one watched descriptor is ready; returns how many are, whose tokens `token(_:)` gives.
+    public func wait(timeoutMilliseconds: Int32 = -1) throws(SystemError) -> Int {
+        let n = epoll_wait(epollFD, events, Int32(Self.capacity), timeoutMilliseconds)
         if n < 0 {
-            if errno == EINTR { return [] }
+            if errno == EINTR { return 0 }
             throw SystemError("epoll_wait")
         }
-        return events.prefix(Int(n)).map { $0.data.u64 }
+        return Int(n)
+    }
+
+    /// The token of the `index`th ready descriptor of the last `wait`.
+    public func token(_ index: Int) -> UInt64 {
+        precondition(index < Self.capacity)
+        return events[index].data.u64
     }
 }
 

@@ -9,6 +9,10 @@ public final class TransferPool {
     private let iocbs: UnsafeMutablePointer<iocb>
     private let pointers: UnsafeMutablePointer<UnsafeMutablePointer<iocb>?>
     private let memory: UnsafeMutableRawPointer
+    /// Per slot: a small trailer (a CSW sent in the same request as the data) and the two iovecs that gather it.
+    private let trailers: UnsafeMutableRawPointer
+    private let vectors: UnsafeMutablePointer<iovec>
+    public static let trailerCapacity = 64
     private var freeList: [Int]
     /// Index of the first slot; tags carry `base + index` so several pools can share one AIO context.
     public let base: Int
@@ -23,6 +27,9 @@ public final class TransferPool {
         pointers.initialize(repeating: nil, count: count)
         // Page alignment keeps the buffers usable for O_DIRECT image I/O as well.
         memory = UnsafeMutableRawPointer.allocate(byteCount: count * bufferSize, alignment: 4096)
+        trailers = .allocate(byteCount: count * Self.trailerCapacity, alignment: 64)
+        vectors = .allocate(capacity: 2 * count)
+        vectors.initialize(repeating: iovec(), count: 2 * count)
         freeList = Array((0..<count).reversed())
         freeList.reserveCapacity(count)
     }
@@ -31,6 +38,8 @@ public final class TransferPool {
         iocbs.deallocate()
         pointers.deallocate()
         memory.deallocate()
+        trailers.deallocate()
+        vectors.deallocate()
     }
 
     public var freeCount: Int { freeList.count }
@@ -67,6 +76,27 @@ public final class TransferPool {
     ) -> UnsafeMutablePointer<iocb> {
         let control = iocbs + slot
         umsd_iocb_prepare(control, fd, write ? 1 : 0, buffer, length, 0, eventFD, UInt64(base + slot))
+        return control
+    }
+
+    /// The slot's trailer area (`trailerCapacity` bytes), for `prepare(_:fd:data:length:trailerLength:eventFD:)`.
+    public func trailer(_ slot: Int) -> UnsafeMutableRawBufferPointer {
+        // The slot's trailer lies inside `trailers`, which lives as long as the pool.
+        UnsafeMutableRawBufferPointer(start: trailers + slot * Self.trailerCapacity, count: Self.trailerCapacity)
+    }
+
+    /// Prepares one write of `length` bytes at `data` (the slot's buffer or memory outside the pool) followed by
+    /// the first `trailerLength` bytes of the slot's trailer, as a single request.
+    public func prepare(
+        _ slot: Int, fd: Int32, data: UnsafeRawPointer, length: Int, trailerLength: Int, eventFD: Int32
+    ) -> UnsafeMutablePointer<iocb> {
+        precondition(trailerLength <= Self.trailerCapacity)
+        let control = iocbs + slot
+        let vector = vectors + 2 * slot
+        // Both iovecs point at memory that outlives the submission; the kernel reads them during io_submit.
+        vector[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: data), iov_len: length)
+        vector[1] = iovec(iov_base: trailers + slot * Self.trailerCapacity, iov_len: trailerLength)
+        umsd_iocb_prepare_writev(control, fd, vector, 2, eventFD, UInt64(base + slot))
         return control
     }
 

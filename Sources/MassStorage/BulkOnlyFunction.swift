@@ -25,6 +25,8 @@ final class BulkOnlyFunction {
     private var directWritesInFlight = 0
     /// Where each LUN's last read ended, to recognise a sequential stream.
     private var lastReadEnd: [UInt64]
+    /// How far each LUN's stream has been asked to be read ahead.
+    private var prefetchedUntil: [UInt64]
     private var transport: BulkOnlyTransport
     private(set) var target: Target
     private let logger: Logger
@@ -77,6 +79,8 @@ final class BulkOnlyFunction {
         var parameters: [UInt8] = []
         /// The CSW waits for bulk IN to be halted, which the controller refused for now.
         var waitingForHalt = false
+        /// The CSW waits for data-in transfers that were queued without an eventfd signal to complete.
+        var waitingForQuietTransfers = false
     }
 
     /// Whether the operator lets the host write each drive (flash drives only).
@@ -99,6 +103,7 @@ final class BulkOnlyFunction {
         self.images = images
         pendingImages = Array(repeating: nil, count: images.count)
         lastReadEnd = Array(repeating: 0, count: images.count)
+        prefetchedUntil = Array(repeating: 0, count: images.count)
         self.target = target
         self.logger = logger
         transport = BulkOnlyTransport(maxLUN: UInt8(target.units.count - 1))
@@ -118,12 +123,23 @@ final class BulkOnlyFunction {
 
     /// A read that continues the previous one is a stream: have the kernel fetch what comes next while this
     /// command's data crosses the bus, so the next CBW finds its data in the page cache.
+    ///
+    /// The window is at least 2 MiB (four commands' worth when they are bigger), and asked for again only once
+    /// less than half of it is left ahead: one `madvise` per megabyte or so, not one per command.
     private func readAhead(lun: Int, range: BlockRange) {
         guard let image = images[lun] else { return }
+        let end = range.byteOffset + range.byteCount
         if range.byteOffset == lastReadEnd[lun] {
-            image.prefetch(at: range.byteOffset + range.byteCount, length: max(4 * range.byteCount, 1 << 20))
+            let window = max(4 * range.byteCount, 2 << 20)
+            if prefetchedUntil[lun] < end + window / 2 {
+                let from = max(end, prefetchedUntil[lun])
+                image.prefetch(at: from, length: end + window - from)
+                prefetchedUntil[lun] = end + window
+            }
+        } else {
+            prefetchedUntil[lun] = 0
         }
-        lastReadEnd[lun] = range.byteOffset + range.byteCount
+        lastReadEnd[lun] = end
     }
 
     // MARK: ep0
@@ -198,13 +214,14 @@ final class BulkOnlyFunction {
             endpoints.haltIn()
             endpoints.haltOut()
         }
+        aio.reap { tag, result in complete(tag: Int(tag), result: result) }
         advance()
         flush()
     }
 
     private func updateTimer() {
-        let wanted: Int? =
-            command?.waitingForHalt == true ? 1 : transport.state == .awaitingReset ? 20 : nil
+        let polling = command.map { $0.waitingForHalt || $0.waitingForQuietTransfers } ?? false
+        let wanted: Int? = polling ? 1 : transport.state == .awaitingReset ? 20 : nil
         guard wanted != timerInterval else { return }
         timerInterval = wanted
         onTimerChange?(wanted)
@@ -243,9 +260,9 @@ final class BulkOnlyFunction {
                 if current, result < 0 { logger.debug("CBW read ended: \(errnoName(-result))") }
                 return
             }
-            let bytes = Array(UnsafeRawBufferPointer(rebasing: pool.buffer(slot)[0..<result]))
+            // Decoded straight from the transfer buffer, which stays ours until the slot is released.
+            received(cbwBytes: UnsafeRawBufferPointer(rebasing: pool.buffer(slot)[0..<result]))
             release(tag)
-            received(cbwBytes: bytes)
         case .csw:
             release(tag)
             if current, result < 0 { logger.debug("CSW write ended: \(errnoName(-result))") }
@@ -306,7 +323,7 @@ final class BulkOnlyFunction {
 
     // MARK: commands
 
-    private func received(cbwBytes bytes: [UInt8]) {
+    private func received(cbwBytes bytes: UnsafeRawBufferPointer) {
         switch transport.received(bytes) {
         case .ignore:
             return
@@ -321,7 +338,7 @@ final class BulkOnlyFunction {
 
     private func start(_ cbw: CBW) {
         let lun = Int(cbw.lun)
-        let reply = target.execute(CDB(cbw.cdb), lun: lun)
+        let reply = target.execute(cbw.cdb.withUnsafeBytes { CDB($0) }, lun: lun)
         let lengths = reply.dataLength
         let device: DataPhase =
             lengths.toHost > 0 ? .toHost(Int(lengths.toHost))
@@ -356,19 +373,40 @@ final class BulkOnlyFunction {
             let chunk = data.bufferSize / cmd.chunkAlignment * cmd.chunkAlignment
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
                 let length = min(chunk, plan.send - cmd.queued)
+                // Most data-in completions only free their slot, which the next CBW's wake-up reaps anyway. Only a
+                // transfer the command waits for signals: the one that took the last free slot with data still to
+                // come, and every one before a halt (which must wait for all of them).
+                let signal = plan.stallIn || (data.freeCount == 0 && cmd.queued + length < plan.send)
+                let source: UnsafeMutableRawPointer
                 if case .read(let range) = cmd.reply,
-                    let source = images[cmd.lun]?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
+                    let mapped = images[cmd.lun]?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
                 {
-                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
-                            length: length)
+                    source = mapped
                 } else {
                     let buffer = UnsafeMutableRawBufferPointer(rebasing: data.buffer(slot)[0..<length])
                     if !fill(buffer, for: &cmd, at: cmd.queued) {
                         data.give(slot)
                         break
                     }
-                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, write: true,
-                            length: length)
+                    source = buffer.baseAddress!
+                }
+                let last = cmd.queued + length == plan.send
+                if last, canCarryCSW(cmd), let csw = closingCSW(&cmd) {
+                    // The CSW rides in the same request as the last data: one USB request (and one f_fs
+                    // allocation, copy and completion) less per command. The data ends on a packet boundary and the
+                    // host asked for exactly this much, so the CSW is the next packet it reads either way.
+                    let trailer = data.trailer(slot)
+                    csw.encode { trailer[$0] = $1 }
+                    let tag = data.base + slot
+                    roles[tag] = .dataIn(length)
+                    generations[tag] = generation
+                    // `source` is the slot's buffer or the image mapping, both valid through the submission.
+                    batch.append(
+                        data.prepare(slot, fd: endpoints.bulkIn, data: source, length: length, trailerLength: CSW.size,
+                                     eventFD: -1))
+                } else {
+                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
+                            length: length, signal: signal)
                 }
                 cmd.queued += length
                 cmd.outstanding += 1
@@ -378,7 +416,11 @@ final class BulkOnlyFunction {
                 queueCSW(&cmd)
             } else if allQueued && cmd.outstanding == 0 {
                 // Halting with data still queued would fail (and USB forbids it): only once it has all gone.
+                cmd.waitingForQuietTransfers = false
                 haltInThenCSW(&cmd)
+            } else if allQueued {
+                // The medium failed mid-way: transfers queued without a signal must finish before the halt.
+                cmd.waitingForQuietTransfers = true
             }
         } else if cmd.totalOut > 0 {
             while cmd.queued < cmd.totalOut, let slot = data.take() {
@@ -468,42 +510,73 @@ final class BulkOnlyFunction {
 
     private func queueCSW(_ cmd: inout ActiveCommand) {
         guard !cmd.cswQueued else { return }
-        let status: CSWStatus = cmd.plan.phaseError ? .phaseError : cmd.failure != nil ? .failed : .passed
-        let residue =
-            cmd.failure != nil && !cmd.plan.phaseError
-            ? UInt32(clamping: cmd.cbw.hostExpectation.length - cmd.used) : cmd.plan.residue
-        guard let csw = transport.finish(status: status, residue: residue), let slot = control.take() else {
+        guard let slot = control.take() else {
             logger.error("no CSW could be queued for tag \(cmd.cbw.tag)")
+            return
+        }
+        guard let csw = closingCSW(&cmd) else {
+            control.give(slot)
             return
         }
         let buffer = control.buffer(slot)
         csw.encode { buffer[$0] = $1 }
-        enqueue(pool: control, slot: slot, role: .csw, fd: endpoints.bulkIn, write: true, length: CSW.size)
+        // Nothing waits for the CSW to complete: its slot is reaped with the next CBW.
+        enqueue(pool: control, slot: slot, role: .csw, fd: endpoints.bulkIn, write: true, length: CSW.size,
+                signal: false)
+    }
+
+    /// Ends the command with the transport and returns its CSW, to be queued at once.
+    private func closingCSW(_ cmd: inout ActiveCommand) -> CSW? {
+        guard !cmd.cswQueued else { return nil }
+        let status: CSWStatus = cmd.plan.phaseError ? .phaseError : cmd.failure != nil ? .failed : .passed
+        let residue =
+            cmd.failure != nil && !cmd.plan.phaseError
+            ? UInt32(clamping: cmd.cbw.hostExpectation.length - cmd.used) : cmd.plan.residue
+        guard let csw = transport.finish(status: status, residue: residue) else {
+            logger.error("no CSW for tag \(cmd.cbw.tag): the transport is not executing a command")
+            return nil
+        }
         cmd.cswQueued = true
         trace(cmd, status: status, residue: residue)
+        return csw
+    }
+
+    /// The CSW may share the last data-in request: the command succeeded so far, the host expects exactly the
+    /// data that comes (BOT case 6, no halt, no residue), and the data ends on a packet boundary, so the CSW
+    /// is a packet of its own on the wire.
+    private func canCarryCSW(_ cmd: ActiveCommand) -> Bool {
+        let plan = cmd.plan
+        return cmd.failure == nil && !plan.stallIn && !plan.phaseError && plan.residue == 0
+            && plan.send == cmd.cbw.hostExpectation.length && plan.send % maxPacketSize == 0
     }
 
     private func requestCBWRead() {
         wantCBWRead = true
     }
 
+    /// `signal`: the completion wakes the loop (through the eventfd); otherwise it waits in the AIO ring until
+    /// the next wake-up reaps it.
     private func enqueue(
         pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool = true, external: UnsafeMutableRawPointer,
-        length: Int
+        length: Int, signal: Bool = true
     ) {
         let tag = pool.base + slot
         roles[tag] = role
         generations[tag] = generation
         // The image mapping outlives an IN submission (when f_fs copies the data) and, since no image is unmapped
         // while `directWritesInFlight` > 0, an OUT transfer too.
-        batch.append(pool.prepare(slot, fd: fd, write: write, external: external, length: length, eventFD: aio.eventFD))
+        batch.append(
+            pool.prepare(slot, fd: fd, write: write, external: external, length: length,
+                         eventFD: signal ? aio.eventFD : -1))
     }
 
-    private func enqueue(pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool, length: Int) {
+    private func enqueue(
+        pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool, length: Int, signal: Bool = true
+    ) {
         let tag = pool.base + slot
         roles[tag] = role
         generations[tag] = generation
-        batch.append(pool.prepare(slot, fd: fd, write: write, length: length, eventFD: aio.eventFD))
+        batch.append(pool.prepare(slot, fd: fd, write: write, length: length, eventFD: signal ? aio.eventFD : -1))
     }
 
     /// Submits everything prepared since the last flush, the next CBW read last.
@@ -546,8 +619,8 @@ final class BulkOnlyFunction {
         guard logging || !traceSubscribers.isEmpty else { return }
         let microseconds = (monotonicNanoseconds() - cmd.started) / 1000
         var event = TraceEvent(
-            time: wallClockSeconds(), lun: cmd.lun, opcode: cmd.cbw.cdb.first ?? 0,
-            command: Command.name(of: cmd.cbw.cdb.first ?? 0, type: target.units[cmd.lun].type),
+            time: wallClockSeconds(), lun: cmd.lun, opcode: cmd.cbw.commandBlock[0],
+            command: Command.name(of: cmd.cbw.commandBlock[0], type: target.units[cmd.lun].type),
             lba: nil, blocks: nil, bytes: nil, status: "\(status)", sense: cmd.failure.map { "\($0)" },
             botCase: cmd.plan.caseNumber, residue: residue, microseconds: microseconds)
         switch cmd.reply {
@@ -668,7 +741,7 @@ extension BulkOnlyFunction {
                 cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
             }
         case .parameterList:
-            switch target.receivedParameters(cmd.parameters, cdb: CDB(cmd.cbw.cdb), lun: cmd.lun) {
+            switch target.receivedParameters(cmd.parameters, cdb: cmd.cbw.cdb.withUnsafeBytes { CDB($0) }, lun: cmd.lun) {
             case .good:
                 break
             case .checkCondition(let sense):

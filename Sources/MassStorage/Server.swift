@@ -133,7 +133,7 @@ public final class Server {
                 writable: configuration.luns.map { !$0.readOnly }, identities: configuration.luns.map(\.identity),
                 transferSize: configuration.transferSize, depth: configuration.transferDepth, logger: logger)
             try loop.watch(opened.ep0, token: Token.ep0)
-            try loop.watch(function.completionFD, token: Token.completions)
+            try loop.watch(function.completionFD, token: Token.completions, edgeTriggered: true)
             try loop.watch(signals.fd, token: Token.signals)
             try loop.watch(timer.fd, token: Token.timer)
             try loop.watch(control.fd, token: Token.control)
@@ -174,10 +174,10 @@ public final class Server {
         }
 
         serve: while true {
-            let tokens: [UInt64]
-            do { tokens = try loop.wait() } catch { throw ServerError("The event loop failed: \(error).") }
-            for token in tokens {
-                switch token {
+            let ready: Int
+            do { ready = try loop.wait() } catch { throw ServerError("The event loop failed: \(error).") }
+            for index in 0..<ready {
+                switch loop.token(index) {
                 case Token.ep0:
                     do {
                         for event in try endpoints!.readEvents() { function.handle(event) }

@@ -1,13 +1,45 @@
 /// Big-endian field access to a CDB; reads past the end give nil, so a short CDB can never trap.
 public struct CDB: Sendable, Equatable {
-    public let bytes: [UInt8]
+    /// Up to 16 bytes live inline, so a command's CDB costs no heap allocation; longer byte strings (parameter
+    /// lists read with the same accessors) go to `long`.
+    private var inline: (UInt64, UInt64) = (0, 0)
+    private var long: [UInt8]?
+    public let count: Int
 
-    public init(_ bytes: some Collection<UInt8>) { self.bytes = Array(bytes) }
+    public init(_ bytes: some Collection<UInt8>) {
+        count = bytes.count
+        if count > 16 {
+            long = Array(bytes)
+        } else {
+            withUnsafeMutableBytes(of: &inline) { raw in
+                for (index, byte) in bytes.enumerated() { raw[index] = byte }
+            }
+        }
+    }
 
-    public var opcode: UInt8 { bytes.first ?? 0 }
-    public var count: Int { bytes.count }
+    /// From a buffer, without runtime generics: how the I/O layer builds each command's CDB.
+    public init(_ raw: UnsafeRawBufferPointer) {
+        count = raw.count
+        if count > 16 {
+            long = Array(raw)
+        } else {
+            let length = count
+            withUnsafeMutableBytes(of: &inline) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<length])) }
+        }
+    }
 
-    public subscript(_ index: Int) -> UInt8? { index < bytes.count ? bytes[index] : nil }
+    public static func == (a: CDB, b: CDB) -> Bool { a.bytes == b.bytes }
+
+    /// The bytes as an array (allocates: for diagnostics and tests).
+    public var bytes: [UInt8] { long ?? withUnsafeBytes(of: inline) { Array($0.prefix(count)) } }
+
+    public var opcode: UInt8 { self[0] ?? 0 }
+
+    public subscript(_ index: Int) -> UInt8? {
+        guard index >= 0, index < count else { return nil }
+        if let long { return long[index] }
+        return withUnsafeBytes(of: inline) { $0[index] }
+    }
 
     public func be16(_ offset: Int) -> UInt16? { field(offset, 2).map { UInt16($0) } }
     public func be24(_ offset: Int) -> UInt32? { field(offset, 3).map { UInt32($0) } }
@@ -15,9 +47,9 @@ public struct CDB: Sendable, Equatable {
     public func be64(_ offset: Int) -> UInt64? { field(offset, 8) }
 
     private func field(_ offset: Int, _ size: Int) -> UInt64? {
-        guard offset >= 0, offset + size <= bytes.count else { return nil }
+        guard offset >= 0, offset + size <= count else { return nil }
         var value: UInt64 = 0
-        for byte in bytes[offset..<offset + size] { value = value << 8 | UInt64(byte) }
+        for index in offset..<offset + size { value = value << 8 | UInt64(self[index]!) }
         return value
     }
 }

@@ -12,10 +12,21 @@ public enum Command: Sendable, CaseIterable {
 
     /// The command an opcode means on a LUN of this type; nil when that LUN does not implement it.
     public init?(opcode: UInt8, type: DeviceType) {
-        guard let command = Self.allCases.first(where: { $0.opcode == opcode && $0.row.types.contains(type) }) else {
-            return nil
-        }
+        guard let command = (type == .disk ? Self.diskTable : Self.cdTable)[Int(opcode)] else { return nil }
         self = command
+    }
+
+    /// The commands by opcode, one table per device type, built once: the lookup per host command is one index.
+    private static let diskTable = table(for: .disk)
+    private static let cdTable = table(for: .cdrom)
+
+    private static func table(for type: DeviceType) -> [Command?] {
+        var table = [Command?](repeating: nil, count: 256)
+        for command in allCases where command.row.types.contains(type) {
+            precondition(table[Int(command.opcode)] == nil, "two commands share opcode \(command.opcode)")
+            table[Int(command.opcode)] = command
+        }
+        return table
     }
 
     public var opcode: UInt8 {
@@ -129,7 +140,7 @@ public enum Command: Sendable, CaseIterable {
     struct Row {
         /// The CDB length the command needs; a shorter CBWCB is an invalid field.
         var cdbLength: Int
-        var types: Set<DeviceType>
+        var types: DeviceTypes
         /// Fails with NOT READY, MEDIUM NOT PRESENT when no medium is visible.
         var needsMedium: Bool
         /// Served while a unit attention is pending, without reporting it (the QEMU set: INQUIRY, REQUEST SENSE,
@@ -138,9 +149,9 @@ public enum Command: Sendable, CaseIterable {
     }
 
     var row: Row {
-        let both: Set<DeviceType> = [.disk, .cdrom]
-        let disk: Set<DeviceType> = [.disk]
-        let cd: Set<DeviceType> = [.cdrom]
+        let both: DeviceTypes = [.disk, .cdrom]
+        let disk: DeviceTypes = .disk
+        let cd: DeviceTypes = .cdrom
         switch self {
         case .testUnitReady: return Row(cdbLength: 6, types: both, needsMedium: true)
         case .requestSense: return Row(cdbLength: 6, types: both, needsMedium: false, exemptFromUnitAttention: true)
@@ -169,4 +180,16 @@ public enum Command: Sendable, CaseIterable {
         case .mechanismStatus: return Row(cdbLength: 12, types: cd, needsMedium: false)
         }
     }
+}
+
+/// A set of device types as bits: building one allocates nothing.
+struct DeviceTypes: OptionSet {
+    let rawValue: UInt8
+    static let disk = DeviceTypes(rawValue: 1)
+    static let cdrom = DeviceTypes(rawValue: 2)
+
+    func contains(_ type: DeviceType) -> Bool { contains(type == .disk ? DeviceTypes.disk : DeviceTypes.cdrom) }
+
+    /// The types in the set, in a fixed order.
+    var members: [DeviceType] { [DeviceType.disk, .cdrom].filter { contains($0) } }
 }

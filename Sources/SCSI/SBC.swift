@@ -32,7 +32,11 @@ extension Target {
     func readWrite(_ command: Command, _ cdb: CDB, unit: LogicalUnit) -> Reply {
         guard let (lba, blocks, fua) = addressing(command, cdb) else { return .checkCondition(.invalidFieldInCDB) }
         guard inRange(lba, blocks, unit) else { return .checkCondition(.lbaOutOfRange) }
-        let write = [.write6, .write10, .write12, .write16].contains(command)
+        let write =
+            switch command {
+            case .write6, .write10, .write12, .write16: true
+            default: false
+            }
         if write && unit.visibleMedium?.readOnly != false { return .checkCondition(.writeProtected) }
         if blocks == 0 { return .good }
         let range = BlockRange(lba: lba, blocks: blocks, blockSize: unit.blockSize)

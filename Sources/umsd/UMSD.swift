@@ -66,6 +66,12 @@ struct Run: ParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "KiB per bulk data request: 4 to 1024, a multiple of 4 (default 64).")
+    var transferSize = 64
+
+    @Option(help: "Bulk data requests in flight at once: 2 to 64 (default 16).")
+    var transferDepth = 16
+
     /// The LUNs in command-line order, each with the flags that followed its --image.
     var luns: [LUNConfiguration] {
         (try? Self.orderedLUNs(Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst()))) ?? []
@@ -85,6 +91,12 @@ struct Run: ParsableCommand {
         }
         for text in [cdInquiry, flashInquiry].compactMap({ $0 }) where Identity(inquiryString: text) == nil {
             throw ValidationError("\(text): INQUIRY strings are VENDOR:PRODUCT:REVISION, at most 8, 16 and 4 printable characters.")
+        }
+        guard (4...1024).contains(transferSize), transferSize % 4 == 0 else {
+            throw ValidationError("--transfer-size is in KiB: 4 to 1024, a multiple of 4 (whole pages).")
+        }
+        guard (2...64).contains(transferDepth) else {
+            throw ValidationError("--transfer-depth is the number of requests in flight: 2 to 64.")
         }
         if let serial, serial.count < 12 || !serial.allSatisfy(\.isHexDigit) {
             throw ValidationError("--serial needs at least 12 hex digits (BOT 1.0 section 4.1.1).")
@@ -147,7 +159,9 @@ struct Run: ParsableCommand {
             let text = luns[index].type == .cdrom ? cdInquiry : flashInquiry
             luns[index].identity = text.flatMap { Identity(inquiryString: $0) }
         }
-        let configuration = ServerConfiguration(luns: luns, gadget: gadget, controller: udc)
+        var configuration = ServerConfiguration(luns: luns, gadget: gadget, controller: udc)
+        configuration.transferSize = transferSize * 1024
+        configuration.transferDepth = transferDepth
         do {
             try Server(configuration: configuration, logger: logger).run()
         } catch {

@@ -210,7 +210,7 @@ private func thinDisk(blocks: UInt64 = 2048, readOnly: Bool = false) -> Target {
 
     @Test func mediumAccessWithoutMediumIsNotReady() {
         for command in Command.allCases where command.row.needsMedium {
-            for type in command.row.types {
+            for type in command.row.types.members {
                 var target = Target(units: [LogicalUnit(type: type, medium: nil)])
                 let cdb = CDB([command.opcode] + [UInt8](repeating: 0, count: 15))
                 let expected: Sense = type == .disk ? .mediumNotPresent : .mediumNotPresentTrayClosed
