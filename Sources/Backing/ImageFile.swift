@@ -19,7 +19,8 @@ public final class ImageFile {
     /// Device and inode: the same file opened under two names is still one file.
     public let fileID: FileID
     private let fd: Int32
-    var descriptor: Int32 { fd }
+    /// The open file, for asynchronous I/O on it (an fdatasync through AIO).
+    public var descriptor: Int32 { fd }
     /// The file system under a writable regular file can punch holes (fallocate PUNCH_HOLE), so the LUN may offer
     /// UNMAP. Known from the file system type rather than by trying, which would write to the image.
     public let supportsHolePunching: Bool

@@ -31,6 +31,16 @@ static inline void umsd_iocb_prepare_writev(struct iocb *iocb, int fd, const str
     iocb->data = (void *)(uintptr_t)tag;
 }
 
+/// Prepares an fdatasync of `fd` (IOCB_CMD_FDSYNC, Linux 4.18+): the kernel runs it from a workqueue and
+/// reports it like any other completion, so the caller never blocks on the disk.
+static inline void umsd_iocb_prepare_fdsync(struct iocb *iocb, int fd, int eventfd, uint64_t tag) {
+    io_prep_fdsync(iocb, fd);
+    if (eventfd >= 0) {
+        io_set_eventfd(iocb, eventfd);
+    }
+    iocb->data = (void *)(uintptr_t)tag;
+}
+
 /// The tag given to `umsd_iocb_prepare`, from a completion event.
 static inline uint64_t umsd_io_event_tag(const struct io_event *event) {
     return (uint64_t)(uintptr_t)event->data;

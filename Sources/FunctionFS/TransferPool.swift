@@ -100,5 +100,12 @@ public final class TransferPool {
         return control
     }
 
+    /// Prepares slot's iocb for an fdatasync of `fd`; the slot's buffer is not used.
+    public func prepareDataSync(_ slot: Int, fd: Int32, eventFD: Int32) -> UnsafeMutablePointer<iocb> {
+        let control = iocbs + slot
+        umsd_iocb_prepare_fdsync(control, fd, eventFD, UInt64(base + slot))
+        return control
+    }
+
     public func iocbPointer(_ slot: Int) -> UnsafeMutablePointer<iocb> { iocbs + slot }
 }

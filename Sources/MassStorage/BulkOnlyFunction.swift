@@ -56,6 +56,8 @@ final class BulkOnlyFunction {
         case idle, cbw, csw, dataIn(Int)
         /// `direct`: received straight into the image's mapping rather than a pool buffer.
         case dataOut(offset: Int, length: Int, direct: Bool)
+        /// An fdatasync of the command's image (FUA, SYNCHRONIZE CACHE); `lba` is reported if it fails.
+        case sync(lba: UInt64)
     }
 
     fileprivate struct ActiveCommand {
@@ -81,6 +83,10 @@ final class BulkOnlyFunction {
         var waitingForHalt = false
         /// The CSW waits for data-in transfers that were queued without an eventfd signal to complete.
         var waitingForQuietTransfers = false
+        /// An fdatasync is in flight: the CSW waits for it.
+        var syncing = false
+        /// Everything the host sent has been acted on (written, made durable, applied).
+        var dataOutFinished = false
     }
 
     /// Whether the operator lets the host write each drive (flash drives only).
@@ -266,6 +272,15 @@ final class BulkOnlyFunction {
         case .csw:
             release(tag)
             if current, result < 0 { logger.debug("CSW write ended: \(errnoName(-result))") }
+        case .sync(let lba):
+            release(tag)
+            guard current, var cmd = command else { return }
+            cmd.syncing = false
+            if result < 0 {
+                logger.error("making \(images[cmd.lun]?.path ?? "the image") durable failed: \(errnoName(-result))")
+                cmd.failure = cmd.failure ?? target.writeFailed(lun: cmd.lun, lba: lba)
+            }
+            command = cmd
         case .dataIn(let length):
             release(tag)
             guard current, var cmd = command else { return }
@@ -368,6 +383,8 @@ final class BulkOnlyFunction {
                 command = cmd
             }
         }
+        // Waiting for the disk: the CSW goes out when the fdatasync completes.
+        if cmd.syncing { return }
         let plan = cmd.plan
         if plan.send > 0 {
             let chunk = data.bufferSize / cmd.chunkAlignment * cmd.chunkAlignment
@@ -450,8 +467,9 @@ final class BulkOnlyFunction {
                 if cmd.queued == cmd.totalOut { requestCBWRead() }
             }
             if cmd.completed == cmd.totalOut {
-                if cmd.failure == nil { finishDataOut(&cmd) }
-                queueCSW(&cmd)
+                if cmd.failure == nil && !cmd.dataOutFinished { finishDataOut(&cmd) }
+                cmd.dataOutFinished = true
+                if !cmd.syncing { queueCSW(&cmd) }
             }
         } else {
             if plan.stallOut && !cmd.waitingForHalt {
@@ -724,10 +742,7 @@ extension BulkOnlyFunction {
         guard let image = images[cmd.lun] else { return }
         switch cmd.reply {
         case .write(let range, forceUnitAccess: true):
-            do { try image.synchronize() } catch {
-                logger.error("\(error)")
-                cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
-            }
+            synchronize(image, for: &cmd, lba: range.lba)
         case .writeSame(let range, let unmap):
             let block = cmd.parameters
             do {
@@ -779,12 +794,31 @@ extension BulkOnlyFunction {
                 offset += UInt64(length)
             }
         case .synchronizeCache:
-            do { try image.synchronize() } catch {
-                logger.error("\(error)")
-                cmd.failure = target.writeFailed(lun: cmd.lun, lba: 0)
-            }
+            synchronize(image, for: &cmd, lba: 0)
         default:
             break
+        }
+    }
+
+    /// Makes `image` durable before the command's CSW: an fdatasync through AIO, so the loop keeps serving ep0
+    /// and the control socket while the disk works; synchronously where the kernel refuses that.
+    fileprivate func synchronize(_ image: ImageFile, for cmd: inout ActiveCommand, lba: UInt64) {
+        if let slot = control.take() {
+            let tag = control.base + slot
+            roles[tag] = .sync(lba: lba)
+            generations[tag] = generation
+            var request: UnsafeMutablePointer<iocb>? = control.prepareDataSync(
+                slot, fd: image.descriptor, eventFD: aio.eventFD)
+            let taken = (try? aio.submit(&request, count: 1)) ?? 0
+            if taken == 1 {
+                cmd.syncing = true
+                return
+            }
+            release(tag)
+        }
+        do { try image.synchronize() } catch {
+            logger.error("\(error)")
+            cmd.failure = target.writeFailed(lun: cmd.lun, lba: lba)
         }
     }
 
