@@ -230,7 +230,10 @@ function date(iso) {
   return isNaN(d) ? "" : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 function percent(a, b) { return b ? Math.min(100, Math.floor(a * 100 / b)) : 0; }
-function imageURL(name) { return "/api/images/" + name.split("/").map(encodeURIComponent).join("/"); }
+// Absolute, from the origin: a page opened as http://user:password@host/ would otherwise resolve relative URLs with
+// the credentials in them, which fetch() refuses.
+function url(path) { return location.origin + path; }
+function imagePath(name) { return "/api/images/" + name.split("/").map(encodeURIComponent).join("/"); }
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -307,7 +310,7 @@ async function api(method, path, body) {
   for (;;) {
     let res;
     try {
-      res = await fetch(path, {
+      res = await fetch(url(path), {
         method,
         headers: authHeaders(body === undefined ? {} : { "Content-Type": "application/json" }),
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -531,7 +534,7 @@ function imageRow(i) {
       i.complete ? null : h("span", { class: "chip warn" }, "incomplete")),
     h("span", { class: "buttons" },
       i.complete ? h("a", {
-        class: "button", href: imageURL(i.name), download: i.name.split("/").pop(), dataset: { key: `dl-${i.name}` },
+        class: "button", href: url(imagePath(i.name)), download: i.name.split("/").pop(), dataset: { key: `dl-${i.name}` },
         "aria-label": `Download ${i.name}`, onclick: (e) => { if (token) { e.preventDefault(); download(i.name); } },
       }, "Download") : null,
       h("button", {
@@ -560,7 +563,7 @@ function confirmDialog(text, ok) {
 async function removeImage(button, i) {
   if (!(await confirmDialog(`Delete ${i.name} (${size(i.size)})? This cannot be undone.`, "Delete"))) return;
   await act(button, async () => {
-    await api("DELETE", imageURL(i.name));
+    await api("DELETE", imagePath(i.name));
     showNotice(`${i.name} was deleted.`);
   });
 }
@@ -570,7 +573,7 @@ async function removeImage(button, i) {
 async function download(name) {
   await act(null, async () => {
     for (;;) {
-      const res = await fetch(imageURL(name), { headers: authHeaders() });
+      const res = await fetch(url(imagePath(name)), { headers: authHeaders() });
       if (bearerChallenge(res)) { await askToken(true); continue; }
       if (!res.ok) throw await errorOf(res);
       const url = URL.createObjectURL(await res.blob());
@@ -602,7 +605,7 @@ function upload(file, replace) {
   form.append("file", file, file.name);
   const xhr = new XMLHttpRequest();
   u.xhr = xhr;
-  xhr.open("POST", "/api/images");
+  xhr.open("POST", url("/api/images"));
   if (token) xhr.setRequestHeader("Authorization", "Bearer " + token);
   xhr.upload.onprogress = (e) => {
     const now = performance.now();
@@ -780,7 +783,7 @@ function live() {
 function startEvents() {
   if (stream) stream.close();
   if (!token && window.EventSource) {
-    const es = new EventSource("/api/events");
+    const es = new EventSource(url("/api/events"));
     stream = es;
     es.onopen = live;
     for (const t of ["state", "transfer", "transfer-end"]) es.addEventListener(t, (e) => onEvent(t, e.data));
@@ -811,7 +814,7 @@ async function readEvents(controller) {
   const arm = () => { clearTimeout(watchdog); watchdog = setTimeout(() => controller.abort(), 45000); };
   arm();
   try {
-    const res = await fetch("/api/events", {
+    const res = await fetch(url("/api/events"), {
       headers: authHeaders({ Accept: "text/event-stream" }), signal: controller.signal, cache: "no-store",
     });
     if (bearerChallenge(res)) throw { auth: true };

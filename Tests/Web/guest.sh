@@ -5,7 +5,7 @@
 #
 # It starts as an appliance behind a local reverse proxy would: umsd listens on loopback (no credentials) and socat
 # relays 10.0.2.15:8780 to it. The request "token" restarts umsd listening on 0.0.0.0:8780, which needs the token
-# (written to the shared folder).
+# (written to the shared folder); "basic" restarts it with basic auth too.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../VirtualBoard/lib.sh"
@@ -19,7 +19,9 @@ daemon_pid='' relay_pid=''
 trap 'umount "$work/mnt" 2>/dev/null; [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null
       [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null; wait' EXIT
 
-config() {  # config LISTEN
+config() {  # config LISTEN [BASIC-AUTH-USER]
+    local basic=''
+    [ -n "${2:-}" ] && basic="  basic_auth: {user: $2, password_file: $share/password}"
     cat <<YAML
 gadget:
   serial: "$serial"
@@ -37,6 +39,7 @@ state:
 http:
   listen: "$1"
   token_file: $share/token
+$basic
 YAML
 }
 
@@ -46,8 +49,8 @@ api_up() {
     curl -fsS -o /dev/null "${auth[@]}" http://127.0.0.1:8780/api/state
 }
 
-start_daemon() {  # start_daemon LISTEN
-    config "$1" >"$work/umsd.yaml"
+start_daemon() {  # start_daemon LISTEN [BASIC-AUTH-USER]
+    config "$@" >"$work/umsd.yaml"
     "$umsd" serve --config "$work/umsd.yaml" >>"$share/umsd.log" 2>&1 &
     daemon_pid=$!
     # Up, or gone (a configuration error): either ends the wait.
@@ -104,6 +107,8 @@ while [ ! -e "$share/stop" ] && [ $SECONDS -lt 900 ]; do
         # Every file in the images folder, hidden ones (unfinished uploads) too.
         images) (cd "$work/images" && find . -type f | sort) ;;
         token) to_token ;;
+        # Basic auth as well (the user is the argument, the password in the shared folder): browsers prompt.
+        basic) stop_daemon && start_daemon 0.0.0.0:8780 "$argument" && echo ok ;;
         # A change made by someone else, which the page can only learn from the event stream.
         cli-disconnect) "$umsd" disconnect --socket "$work/control.sock" 2>&1 && echo disconnected ;;
         *) echo "unknown request $name" ;;

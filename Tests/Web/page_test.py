@@ -120,6 +120,7 @@ def main():
     try:
         without_credentials(driver, api, board, args, share)
         with_token(driver, api, board)
+        with_basic_auth(driver, api, board)
     except Exception as e:  # a broken step must not hide the count: it fails, loudly
         check("the browser steps ran to the end", False, f"{type(e).__name__}: {e}")
         try:
@@ -227,6 +228,13 @@ def without_credentials(driver, api, board, args, share):
     expected = os.path.getsize(args.iso) / 1048576
     check("its size is shown in MiB", size_text == f"{expected:.1f} MiB" or size_text == f"{expected:.2f} MiB",
           f"{size_text!r}, file {expected:.2f} MiB")
+
+    got = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const a = document.querySelector(arguments[0]);
+        fetch(a.href).then((r) => r.blob()).then((b) => done([a.href, b.size]), (e) => done([a.href, String(e)]));
+    """, row + " a[download]")
+    check("its Download link fetches the whole image", got[1] == os.path.getsize(args.iso), f"{got}")
 
     # Into drive 0, a CD drive.
     drive0 = "article[data-lun='0']"
@@ -374,6 +382,36 @@ def with_token(driver, api, board):
     check("umsd disconnect on the board", answer.strip() == "disconnected", answer.strip()[:300])
     check("the page learns it from the event stream", wait(lambda: text_of(driver, "#usb-text") == "Host: disconnected", 20),
           text_of(driver, "#usb-text"))
+    check("no error is shown", js(driver, "return document.getElementById('error').hidden"), text_of(driver, "#error-text"))
+
+
+
+def with_basic_auth(driver, api, board):
+    """Basic auth as well: the browser itself asks for user and password and sends them on every request."""
+    # Forget the token of the last phase (while a document of the daemon's origin is open), so that only the
+    # browser's own credentials remain.
+    js(driver, "localStorage.clear();")
+    password = "pw-" + os.urandom(8).hex()
+    with open(os.path.join(board.share, "password"), "w") as f:
+        f.write(password + "\n")
+    answer = board.ask("basic", "operator", 120) or ""
+    if not check("the daemon restarts with basic auth", answer.strip() == "ok", answer.strip()[:600]):
+        return
+    status, headers, _ = api.call("GET", "/", token=False)
+    check("the page now gets 401 with a Basic challenge (browsers prompt)",
+          status == 401 and headers.get("WWW-Authenticate", "").lower().startswith("basic"), f"{status} {headers}")
+    host = api.url.split("://", 1)[1]
+    driver.get(f"http://operator:{password}@{host}/")
+    check("with user and password the drives appear",
+          wait(lambda: driver.find_elements(By.CSS_SELECTOR, "article[data-lun='1']"), 30))
+    check("the event stream is live, an EventSource with the browser's credentials",
+          wait(lambda: text_of(driver, "#live") == "Live" and js(driver, "return stream instanceof EventSource"), 20),
+          text_of(driver, "#live"))
+    check("no token is asked for", not js(driver, "return document.getElementById('auth-dialog').open"))
+    if text_of(driver, "#connect") == "Connect":
+        click(driver, "#connect")
+    check("connect", wait(lambda: text_of(driver, "#usb-text") == "Host: connected", 20), text_of(driver, "#usb-text"))
+    check("the daemon agrees", (api.state() or {}).get("connected") is True)
     check("no error is shown", js(driver, "return document.getElementById('error').hidden"), text_of(driver, "#error-text"))
 
 
