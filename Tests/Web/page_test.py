@@ -116,7 +116,12 @@ def main():
     api = API(args.url, None)
     board = Board(share)
 
-    driver = browser(share)
+    try:
+        driver = browser(share)
+    except Exception as e:
+        check("Chromium starts under chromedriver", False, f"{type(e).__name__}: {e}")
+        print(f"# web: {passed} passed, {failed} failed", flush=True)
+        return 1
     try:
         without_credentials(driver, api, board, args, share)
         with_token(driver, api, board)
@@ -334,6 +339,18 @@ def without_credentials(driver, api, board, args, share):
     drives = (api.state() or {}).get("drives") or [{}, {}]
     check("the daemon agrees", drives[1].get("writable") is False and drives[1].get("image") == "web-flash.img",
           json.dumps(drives[1])[:300])
+
+    click(driver, drive1 + " button[data-action=kind]")
+    check("switch drive 1 to CD/DVD", wait(lambda: text_of(driver, drive1 + " [data-role=kind]") == "CD/DVD", 30),
+          text_of(driver, drive1))
+    check("the daemon agrees", ((api.state() or {}).get("drives") or [{}, {}])[1].get("cdrom") is True)
+    click(driver, drive1 + " button[data-action=kind]")
+    check("and back to flash", wait(lambda: text_of(driver, drive1 + " [data-role=kind]") == "Flash", 30),
+          text_of(driver, drive1))
+    click(driver, drive1 + " button[data-action=force-eject]")
+    check("force eject: drive 1 shows no image",
+          wait(lambda: text_of(driver, drive1 + " [data-role=image]") == "No image", 20), text_of(driver, drive1))
+    check("no error is shown", js(driver, "return document.getElementById('error').hidden"), text_of(driver, "#error-text"))
 
     # Keyboard: the connect button is reachable with Tab and works with Enter.
     # A click on the heading puts the keyboard's starting point at the top of the page.
