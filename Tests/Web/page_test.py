@@ -411,9 +411,18 @@ def with_basic_auth(driver, api, board):
     password = "pw-" + os.urandom(8).hex()
     with open(os.path.join(board.share, "password"), "w") as f:
         f.write(password + "\n")
+    js(driver, """
+        window.__live = [];
+        new MutationObserver(() => window.__live.push(document.getElementById('live').textContent.trim()))
+          .observe(document.getElementById('live'), {subtree: true, childList: true, characterData: true});
+    """)
     answer = board.ask("basic", "operator", 120) or ""
     if not check("the daemon restarts with basic auth", answer.strip() == "ok", answer.strip()[:600]):
         return
+    # The open page (with its token) lost its stream when the daemon stopped, and finds it again by itself.
+    check("the open page noticed the lost stream and reconnected",
+          wait(lambda: "Reconnecting…" in js(driver, "return window.__live")
+               and text_of(driver, "#live") == "Live", 40), f'{js(driver, "return window.__live")}')
     status, headers, _ = api.call("GET", "/", token=False)
     check("the page now gets 401 with a Basic challenge (browsers prompt)",
           status == 401 and headers.get("WWW-Authenticate", "").lower().startswith("basic"), f"{status} {headers}")
