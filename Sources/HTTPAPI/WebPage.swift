@@ -537,10 +537,15 @@ function imageRow(i) {
         class: "button", href: url(imagePath(i.name)), download: i.name.split("/").pop(), dataset: { key: `dl-${i.name}` },
         "aria-label": `Download ${i.name}`, onclick: (e) => { if (token) { e.preventDefault(); download(i.name); } },
       }, "Download") : null,
-      h("button", {
-        type: "button", class: "danger", disabled: !i.complete, dataset: { key: `rm-${i.name}`, action: "delete" },
+      i.complete ? h("button", {
+        type: "button", class: "danger", dataset: { key: `rm-${i.name}`, action: "delete" },
         "aria-label": `Delete ${i.name}`, onclick: (e) => removeImage(e.currentTarget, i),
-      }, "Delete")),
+      }, "Delete") : null,
+      t && t.kind === "upload" ? h("button", {
+        type: "button", class: "danger", dataset: { key: `abort-${t.id}`, action: "abort" },
+        "aria-label": `Abort the upload of ${i.name}`,
+        onclick: (e) => act(e.currentTarget, () => api("DELETE", `/api/transfers/${encodeURIComponent(t.id)}`)),
+      }, "Abort") : null),
     t ? h("span", { class: "progress" },
       h("progress", { max: t.total || 1, value: t.bytes, "aria-label": `${i.name}: ${doing.toLowerCase()}` }),
       h("span", { class: "small muted" }, t.total

@@ -9,6 +9,7 @@ Prints one line per check and ends with "# web: N passed, M failed".
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -299,6 +300,30 @@ def without_credentials(driver, api, board, args, share):
     files = board.ask("images", "", 30)
     check("the images folder holds only the ISO (no temporary file)", files is not None
           and files.split() == [f"./{iso_name}"], (files or "no answer").strip()[:300])
+
+    # Another client's upload: an incomplete image with its progress, and an Abort button.
+    other = subprocess.Popen(["curl", "-sS", "-H", "Expect:", "-o", "/dev/null", "--limit-rate", "1M", "-T", args.big,
+                              f"{args.url}/api/images/other.img"], stderr=subprocess.DEVNULL)
+    try:
+        other_row = "#images li[data-image='other.img'][data-complete='false']"
+        check("another client's upload shows as an incomplete image",
+              wait(lambda: driver.find_elements(By.CSS_SELECTOR, other_row), 30))
+        values = []
+
+        def progressing():
+            values.append(js(driver, "const p = document.querySelector(arguments[0]); return p ? p.value : 0;",
+                             other_row + " progress"))
+            return len({v for v in values if v > 0}) >= 2
+        check("with its progress moving (transfer events)", wait(progressing, 30, 0.3), f"{values[-5:]}")
+        click(driver, other_row + " button[data-action=abort]")
+        check("Abort there ends the other client's request", wait(lambda: other.poll() is not None, 20))
+        check("and the image leaves the page",
+              wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "#images li[data-image='other.img']"), 20))
+        check("and the daemon has no transfer left", wait(lambda: (api.state() or {}).get("transfers") == [], 20))
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
 
     # An error is the server's own sentence.
     click(driver, row + " button[data-action=delete]")
