@@ -80,7 +80,9 @@ fi
 # drive locked) until unmount-cd.
 mount_cd() {
     local sr
-    sr=$(lun_block_device $vid $pid $serial 0) || { echo "no block device for LUN 0"; return; }
+    # Connected, the host still has to enumerate the device.
+    wait_for 30 lun_block_device $vid $pid $serial 0
+    sr=$(lun_block_device $vid $pid $serial 0) || { echo "no block device for LUN 0 after 30 s"; return; }
     wait_for 20 sg_turs "$sr" || { echo "$sr never became ready"; return; }
     mount -t iso9660 -o ro "$sr" "$work/mnt" 2>&1 || { echo "$sr does not mount"; return; }
     echo "$sr"

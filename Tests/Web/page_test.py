@@ -325,6 +325,30 @@ def without_credentials(driver, api, board, args, share):
             other.kill()
             other.wait()
 
+    # Drag and drop: a file dropped on the zone (made in the page, as Selenium cannot drag from the desktop).
+    js(driver, """
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(1 << 20).fill(7)], "dropped.img"));
+        const zone = document.getElementById('drop');
+        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+        window.__over = zone.classList.contains('over');
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    """)
+    check("dragging over the zone highlights it", js(driver, "return window.__over"))
+    dropped = "#images li[data-image='dropped.img'][data-complete='true']"
+    check("a dropped file is uploaded", wait(lambda: driver.find_elements(By.CSS_SELECTOR, dropped), 30),
+          text_of(driver, "#error-text"))
+    check("with its size", (text_of(driver, dropped + " .meta span") or "") == "1.00 MiB", text_of(driver, dropped))
+    click(driver, dropped + " button[data-action=delete]")
+    wait(lambda: js(driver, "return document.getElementById('confirm-dialog').open"), 10)
+    click(driver, "#confirm-cancel")
+    check("cancel in the confirmation keeps it", not wait(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, dropped), 2))
+    click(driver, dropped + " button[data-action=delete]")
+    wait(lambda: js(driver, "return document.getElementById('confirm-dialog').open"), 10)
+    click(driver, "#confirm-ok")
+    check("confirmed, it is deleted", wait(lambda: not driver.find_elements(By.CSS_SELECTOR, dropped), 20))
+
     # An error is the server's own sentence.
     click(driver, row + " button[data-action=delete]")
     check("delete asks first", wait(lambda: js(driver, "return document.getElementById('confirm-dialog').open"), 10))
