@@ -1,5 +1,4 @@
 import Foundation
-import MultipartKit
 import NIOCore
 
 /// The parts of a `multipart/form-data` upload, parsed as the body streams in: small fields (`name`, `replace`) are
@@ -14,23 +13,17 @@ final class FormUpload {
     private var replaceField = false
     var replace: Bool { replaceQuery || replaceField }
 
-    private let parser: MultipartParser
-    private var disposition: String?
+    private var parser: MultipartStream
+    private var fieldName: String?
     private var field: [UInt8] = []
     private var fileBytes = ByteBuffer()
     private var inFile = false
-    private var failure: APIError?
     /// Fields are names and flags; anything longer is not one of ours.
     private static let maxField = 4096
 
     init(boundary: String, replaceQuery: Bool) {
-        parser = MultipartParser(boundary: boundary)
+        parser = MultipartStream(boundary: boundary)
         self.replaceQuery = replaceQuery
-        parser.onHeader = { [unowned self] name, value in
-            if name.lowercased() == "content-disposition" { disposition = value }
-        }
-        parser.onBody = { [unowned self] body in partBody(&body) }
-        parser.onPartComplete = { [unowned self] in partComplete() }
     }
 
     /// Parses a chunk that may hold fields and the start of the file.
@@ -51,53 +44,61 @@ final class FormUpload {
     }
 
     private func execute(_ chunk: ByteBuffer) throws(APIError) {
+        let events: [MultipartStream.Event]
         do {
-            try parser.execute(chunk)
+            events = try parser.feed(Array(chunk.readableBytesView))
         } catch {
             throw APIError.badRequest("The multipart body is malformed: send it as a browser's FormData would.")
         }
-        if let failure { throw failure }
-    }
-
-    /// The first body bytes of a part (or its end) tell that its headers are complete.
-    private func startPart() {
-        guard !inFile, fileName == nil, let disposition else { return }
-        let parameters = Self.parameters(disposition)
-        if parameters["name"] == "file" {
-            guard let name = parameters["filename*"].flatMap(Self.extendedValue) ?? parameters["filename"], !name.isEmpty else {
-                failure = APIError.badRequest("The \"file\" part has no filename: add one, or send a \"name\" field before it.")
-                return
+        for event in events {
+            switch event {
+            case .start(let headers): try start(headers)
+            case .body(let bytes): try body(bytes)
+            case .end: end()
             }
-            // Browsers send only the last component; some tools send a path. The name field says where it goes.
-            fileName = String(name.split(separator: "/").last ?? Substring(name))
-            inFile = true
         }
     }
 
-    private func partBody(_ body: inout ByteBuffer) {
-        startPart()
+    private func start(_ headers: [String: String]) throws(APIError) {
+        guard !fileComplete else {
+            fieldName = nil
+            return
+        }
+        let parameters = Self.parameters(headers["content-disposition"] ?? "")
+        fieldName = parameters["name"]
+        guard fieldName == "file" else { return }
+        guard let name = parameters["filename*"].flatMap(Self.extendedValue) ?? parameters["filename"], !name.isEmpty else {
+            throw APIError.badRequest("The \"file\" part has no filename: add one, or send a \"name\" field before it.")
+        }
+        // Browsers send only the last component; some tools send a path. The name field says where it goes.
+        fileName = String(name.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last ?? Substring(name))
+        inFile = true
+    }
+
+    private func body(_ bytes: [UInt8]) throws(APIError) {
         if inFile {
-            fileBytes.writeBuffer(&body)
-        } else if !fileComplete {
-            field += body.readableBytesView
-            if field.count > Self.maxField { failure = APIError.badRequest("A form field is longer than \(Self.maxField) bytes.") }
+            fileBytes.writeBytes(bytes)
+        } else if !fileComplete, fieldName != nil {
+            field += bytes
+            guard field.count <= Self.maxField else {
+                throw APIError.badRequest("A form field is longer than \(Self.maxField) bytes.")
+            }
         }
     }
 
-    private func partComplete() {
-        startPart()
+    private func end() {
         if inFile {
             inFile = false
             fileComplete = true
-        } else if !fileComplete, let disposition {
+        } else if !fileComplete {
             let value = String(decoding: field, as: UTF8.self)
-            switch Self.parameters(disposition)["name"] {
+            switch fieldName {
             case "name": nameField = value
             case "replace": replaceField = API.flag(value)
             default: break
             }
         }
-        disposition = nil
+        fieldName = nil
         field = []
     }
 

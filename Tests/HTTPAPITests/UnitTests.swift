@@ -89,3 +89,54 @@ struct UnitTests {
         #expect(FormUpload.extendedValue("UTF-8''%C3%BC.iso") == "ü.iso")
     }
 }
+
+@Suite("Multipart parser")
+struct MultipartStreamTests {
+    static let boundary = "XyZ"
+    static let body: [UInt8] =
+        Array("preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\na.img\r\n--XyZ  \r\n".utf8)
+        + Array("Content-Disposition: form-data; name=\"file\"; filename=\"x\"\r\nContent-Type: a/b\r\n\r\n".utf8)
+        + Array("\r\n--XY\r\n--Xy\r\r\n-".utf8) + pattern(5000) + Array("\r\n--XyZ--\r\nepilogue".utf8)
+
+    /// Parts as (headers, body) from feeding `body` in chunks of `size`.
+    static func parts(chunk size: Int) throws -> [([String: String], [UInt8])] {
+        var parser = MultipartStream(boundary: boundary)
+        var parts: [([String: String], [UInt8])] = []
+        var offset = 0
+        while offset < body.count {
+            for event in try parser.feed(Array(body[offset..<min(offset + size, body.count)])) {
+                switch event {
+                case .start(let headers): parts.append((headers, []))
+                case .body(let bytes): parts[parts.count - 1].1 += bytes
+                case .end: break
+                }
+            }
+            offset += size
+        }
+        #expect(parser.finished)
+        return parts
+    }
+
+    @Test(arguments: [1, 2, 3, 5, 7, 64, 4096, 1 << 20])
+    func anyChunkingGivesTheSameParts(size: Int) throws {
+        let parts = try Self.parts(chunk: size)
+        #expect(parts.count == 2)
+        #expect(parts[0].0 == ["content-disposition": "form-data; name=\"name\""])
+        #expect(parts[0].1 == Array("a.img".utf8))
+        #expect(parts[1].0["content-type"] == "a/b")
+        #expect(parts[1].1 == Array("\r\n--XY\r\n--Xy\r\r\n-".utf8) + pattern(5000))
+    }
+
+    @Test func bodyStartingWithTheDelimiter() throws {
+        var parser = MultipartStream(boundary: "b")
+        let events = try parser.feed(Array("--b\r\nA: 1\r\n\r\nx\r\n--b--".utf8))
+        #expect(events == [.start(headers: ["a": "1"]), .body(Array("x".utf8)), .end])
+    }
+
+    @Test func malformedIsRefused() {
+        var parser = MultipartStream(boundary: "b")
+        #expect(throws: MultipartStream.Failure.self) { try parser.feed(Array("--b\r\nno colon here\r\n\r\n".utf8)) }
+        var junk = MultipartStream(boundary: "b")
+        #expect(throws: MultipartStream.Failure.self) { try junk.feed(Array("--bjunk\r\n".utf8)) }
+    }
+}
