@@ -80,12 +80,8 @@ public struct APIClient: Sendable {
             let n = buffer.withUnsafeMutableBytes { read(file, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw Failure("\(path) could not be read to the end: \(String(cString: strerror(errno))).") }
-            do throws(Failure) {
-                try write(connection, Array(buffer[0..<n]))
-            } catch {
-                // The server may have refused (too large, exists) and closed: its answer says why.
-                break
-            }
+            // The server may answer before the end (too large, exists): stop sending and read why.
+            guard try sendUnlessAnswered(connection, Array(buffer[0..<n])) else { break }
             sent += Int64(n)
             progress(sent, size)
         }
@@ -190,6 +186,28 @@ public struct APIClient: Sendable {
             entry = address.pointee.ai_next
         }
         throw Failure("Nothing answers at \(base): is umsd serve running with http.enabled?")
+    }
+
+    /// Sends `bytes` while watching for an early answer; false when one came (the rest is then not sent).
+    /// The corresponding C calls are `poll` and `send`.
+    private func sendUnlessAnswered(_ fd: Int32, _ bytes: [UInt8]) throws(Failure) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            var watch = pollfd(fd: fd, events: Int16(POLLIN | POLLOUT), revents: 0)
+            if poll(&watch, 1, -1) < 0 {
+                if errno == EINTR { continue }
+                throw Failure("The connection to \(base) broke: \(String(cString: strerror(errno))).")
+            }
+            if watch.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { return false }
+            // The slice's bytes stay alive for the call; send reads at most count of them and does not wait.
+            let n = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            guard n > 0 else { return false }
+            offset += n
+        }
+        return true
     }
 
     private func write(_ fd: Int32, _ bytes: [UInt8]) throws(Failure) {

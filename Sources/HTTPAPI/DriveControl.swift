@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import FunctionFS
 import MassStorage
+import NIOPosix
 
 /// The drive side as the HTTP service sees it: one control request in, its answer out.
 public protocol DriveControl: Sendable {
@@ -34,11 +35,16 @@ public struct SocketDriveControl: DriveControl {
     }
 }
 
-/// Runs blocking work (file and socket I/O) on a thread of its own, never on one of NIO's event loops.
+/// Threads of our own for blocking work. Not Dispatch's global queues: on Linux those share their threads with
+/// Swift concurrency's few cooperative threads, and a handful of blocked writes could stall every request.
+private let blockingPool: NIOThreadPool = {
+    let pool = NIOThreadPool(numberOfThreads: 8)
+    pool.start()
+    return pool
+}()
+
+/// Runs blocking work (file and socket I/O) on a thread of its own, never on one of NIO's event loops or on a
+/// cooperative thread.
 func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try work() })
-        }
-    }
+    try await blockingPool.runIfActive(work)
 }

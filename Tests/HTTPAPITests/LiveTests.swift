@@ -45,6 +45,23 @@ struct LiveTests {
         #expect(fixture.scratch.files() == ["images"])
     }
 
+    @Test func deleteTransferStopsADownload() async throws {
+        let fixture = try Fixture()
+        let size = 64 << 20
+        try fixture.put("big.img", pattern(size))
+        try await fixture.app().test(.live) { client in
+            let connection = try RawConnection(port: try #require(client.port))
+            // Not reading: the server stops when the socket buffers are full, the download still listed.
+            await connection.send("GET /api/images/big.img HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(await eventually { fixture.store.transfers().contains { $0.kind == "download" } })
+            let id = try #require(fixture.store.transfers().first { $0.kind == "download" }?.id)
+            try await client.execute(uri: "/api/transfers/\(id)", method: .delete) { #expect($0.status == .noContent) }
+            let received = await connection.read { _ in false }
+            #expect(received.count < size, "the connection is cut before the end")
+            #expect(await eventually { fixture.store.transfers().isEmpty })
+        }
+    }
+
     @Test func eventsStartWithTheState() async throws {
         let fixture = try Fixture()
         try fixture.put("e.img", pattern(100))

@@ -188,7 +188,7 @@ struct ServiceTests {
                     #expect(errorCode(response) == "unauthorized")
                 }
             }
-            try await client.execute(uri: "/api/state", method: .get, headers: .with([("Authorization", "Bearer " + String(token.dropLast()) + "0")])) {
+            try await client.execute(uri: "/api/state", method: .get, headers: .with([("Authorization", "Bearer " + String(token.dropLast()) + (token.hasSuffix("0") ? "1" : "0"))])) {
                 #expect($0.status == .unauthorized)
             }
             try await client.execute(uri: "/api/state", method: .get, headers: .with([("Authorization", "Bearer ")])) {

@@ -308,9 +308,11 @@ func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) as
     return try await condition()
 }
 
-/// Runs blocking work on a Dispatch thread, away from Swift concurrency's few cooperative threads.
+/// Runs blocking work on a thread of its own: Dispatch's global queues share their threads with Swift concurrency's
+/// cooperative pool on Linux, so blocked test clients there could starve the server under test.
 func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(returning: work()) }
+        let thread = Thread { continuation.resume(returning: work()) }
+        thread.start()
     }
 }
