@@ -37,7 +37,12 @@ public struct APIResponder: HTTPResponder {
                 error.headers = [("Retry-After", String(wait))]
                 throw error
             }
-            guard authenticator.admits(authorization: request.headers[.authorization]) else {
+            try Self.refuseForeignHost(request, open: authenticator.isOpen)
+            // With a bearer token only, the page itself (static, nothing secret in it) loads without credentials, so
+            // that a browser can open it and ask for the token; everything it then asks for needs the token. With
+            // basic auth the page asks too, so the browser prompts as it loads it.
+            let isPage = (request.method == .get || request.method == .head) && request.uri.path == "/"
+            guard (isPage && !authenticator.pageNeedsCredentials) || authenticator.admits(authorization: request.headers[.authorization]) else {
                 var error = APIError(
                     "unauthorized", "This umsd needs credentials: send the token from http.token_file as a Bearer token, or log in.")
                 error.headers = [("WWW-Authenticate", authenticator.challenge)]
@@ -84,6 +89,23 @@ public struct APIResponder: HTTPResponder {
         let targets = [request.head.authority, request.headers[HTTPField.Name("X-Forwarded-Host")!]].compactMap { $0 }
         guard !targets.contains(where: { hostName($0) == originHost }) else { return }
         throw refusal
+    }
+
+    /// Without credentials (listening on loopback) a page on another site could still reach the API through DNS
+    /// rebinding: its own name made to resolve to 127.0.0.1, so that its requests count as same-origin. Such a
+    /// request names the other site in `Host`, so an open umsd answers only requests that name a loopback host
+    /// (a reverse proxy in front must pass `Host: 127.0.0.1`, which is nginx's default).
+    static func refuseForeignHost(_ request: Request, open: Bool) throws(APIError) {
+        // HTTP/1 puts Host into the authority; a request built by hand may carry it as a field.
+        guard open, let authority = request.head.authority ?? request.headers[HTTPField.Name("Host")!] else { return }
+        let host = hostName(authority)
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        let loopbackIPv4 = octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
+        guard host == "localhost" || host == "::1" || loopbackIPv4 else {
+            throw APIError(
+                "unauthorized",
+                "This umsd has no credentials and answers only requests for localhost, 127.0.0.1 or [::1], not \(host): use one of those names, or have the proxy in front pass Host: 127.0.0.1.")
+        }
     }
 
     /// "Host:port", "[v6]:port" or "host" to the host alone, lower case.

@@ -7,6 +7,13 @@ struct Authenticator: Sendable {
     private let token: [UInt8]?
     private let basic: (user: [UInt8], password: [UInt8])?
 
+    /// No credentials are needed (umsd listens on loopback only).
+    var isOpen: Bool { token == nil }
+
+    /// The web page itself needs credentials: with basic auth, so that the browser prompts as it loads it; with a
+    /// bearer token alone it loads freely and asks for the token.
+    var pageNeedsCredentials: Bool { token != nil && basic != nil }
+
     /// The header that makes a browser prompt when basic auth is on.
     var challenge: String { basic == nil ? "Bearer realm=\"umsd\"" : "Basic realm=\"umsd\"" }
 

@@ -9,6 +9,27 @@ import Testing
 /// Over a real socket: what needs a connection that stops half-way or never ends.
 @Suite("Live socket")
 struct LiveTests {
+    /// DNS rebinding: a foreign page whose name resolves to 127.0.0.1 sends its own name in Host, over a real
+    /// HTTP/1.1 connection.
+    @Test func openUmsdAnswersOnlyLoopbackHostNames() async throws {
+        let fixture = try Fixture()
+        try await fixture.app().test(.live) { client in
+            let port = try #require(client.port)
+            func status(host: String) async throws -> String {
+                let connection = try RawConnection(port: port)
+                await connection.send("GET /api/state HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n")
+                let answer = await connection.read { _ in false }
+                return String(decoding: answer.prefix(12), as: UTF8.self)
+            }
+            for host in ["evil.example", "evil.example:8780", "10.0.0.7", "127.0.0.1.evil.example"] {
+                #expect(try await status(host: host) == "HTTP/1.1 401", "\(host)")
+            }
+            for host in ["localhost", "localhost:8780", "127.0.0.1:8780", "[::1]:8780", "127.0.0.2"] {
+                #expect(try await status(host: host) == "HTTP/1.1 200", "\(host)")
+            }
+        }
+    }
+
     @Test func clientDisconnectAbortsTheUpload() async throws {
         let fixture = try Fixture()
         try await fixture.app().test(.live) { client in

@@ -181,7 +181,12 @@ struct ServiceTests {
         #expect(stat(settings.tokenFile, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o600)
         try await app.test(.router) { client in
-            for uri in ["/api/state", "/", "/api/events", "/api/images/x.img"] {
+            // The page loads without the token (a browser cannot send it for a page), and asks for it.
+            try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("<html"))
+            }
+            for uri in ["/api/state", "/api/events", "/api/images/x.img", "/api/openapi.yaml"] {
                 try await client.execute(uri: uri, method: .get) { response in
                     #expect(response.status == .unauthorized, "\(uri)")
                     #expect(response.headers[.wwwAuthenticate] == "Bearer realm=\"umsd\"")
