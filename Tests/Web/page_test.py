@@ -2,7 +2,7 @@
 
 Run by Tests/Web/run, which starts the daemon in the virtual board (Tests/Web/guest.sh) and forwards its HTTP port
 to the host. First the daemon listens on loopback behind a relay (no credentials, EventSource), then it is restarted
-on 0.0.0.0, where the page has to ask for the token (see open_page for how the page gets there).
+on 0.0.0.0, where the page loads freely and has to ask for the token (see open_page).
 Prints one line per check and ends with "# web: N passed, M failed".
 """
 
@@ -151,16 +151,13 @@ def text_of(driver, css):
     return js(driver, "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;", css)
 
 
-def open_page(driver, url, html):
-    """Opens the page as a browser would when `/` is open to it but the API wants a token.
-
-    The daemon protects `/` too, and a plain browser cannot send a bearer token for a page load; so the test loads
-    an address of the daemon (its 401 answer still makes the document same-origin) and writes the page that
-    GET / served into it. Everything after that is the page's own doing: its API calls get 401 with a Bearer
-    challenge, it asks for the token, keeps it in localStorage and sends it.
-    """
-    driver.get(url + "/api/openapi.yaml")
-    js(driver, "localStorage.clear(); document.open(); document.write(arguments[0]); document.close();", html)
+def open_page(driver, url):
+    """Opens the page as a browser does when only a bearer token is configured: `/` loads without credentials, and
+    everything after that is the page's own doing: its API calls get 401 with a Bearer challenge, it asks for the
+    token, keeps it in localStorage and sends it."""
+    driver.get(url + "/")
+    js(driver, "localStorage.clear();")
+    driver.refresh()
 
 
 def click(driver, css):
@@ -422,12 +419,12 @@ def with_token(driver, api, board):
         return
     with open(os.path.join(board.share, "token")) as f:
         api.token = f.read().strip()
-    status, headers, _ = api.call("GET", "/", token=False)
-    check("now the page itself needs credentials (401 with a Bearer challenge)",
+    status, headers, _ = api.call("GET", "/api/state", token=False)
+    check("now the API needs credentials (401 with a Bearer challenge)",
           status == 401 and headers.get("WWW-Authenticate", "").lower().startswith("bearer"), f"{status} {headers}")
-    status, _, html = api.call("GET", "/")
-    check("GET / with the token serves the page", status == 200 and b"<title>umsd" in html, f"{status}")
-    open_page(driver, api.url, html.decode())
+    status, _, html = api.call("GET", "/", token=False)
+    check("the page itself loads without the token", status == 200 and b"<title>umsd" in html, f"{status}")
+    open_page(driver, api.url)
     check("the page asks for a token", wait(lambda: js(driver, "return document.getElementById('auth-dialog').open"), 20))
     driver.find_element(By.ID, "auth-token").send_keys("wrong")
     click(driver, "#auth-submit")
