@@ -115,22 +115,38 @@ import Testing
         #expect(storeError { try upload.write(bytes(1)) }?.code == "aborted")
     }
 
-    @Test func abortFromAnotherThreadWhileWriting() async throws {
+    @Test func abortFromAnotherThreadWhileWriting() throws {
         let scratch = try Scratch()
         let store = try ImageStore(folder: scratch.images, logger: testLogger)
         let upload = try store.beginUpload(try name("big.img"), expectedSize: nil, replace: false, id: "big", inUse: [])
         let chunk = bytes(4 << 20)
-        let writer = Task.detached { () -> StoreError? in
-            // Writes until the abort stops it (at most 2 GiB, far more than the test lets it reach).
-            for _ in 0..<512 {
-                do throws(StoreError) { try upload.write(chunk) } catch { return error }
+        // The writer is a thread of its own, not a task: on a busy machine a blocking writer on the cooperative pool
+        // could starve the aborting side until it had written everything.
+        final class Outcome: @unchecked Sendable { var error: StoreError? }  // handed over by `finished`
+        let outcome = Outcome()
+        let started = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        let writer = Thread {
+            var signalled = false
+            // Writes until the abort stops it; 4 GiB is only a bound in case the abort never came.
+            while upload.bytesWritten < 4 << 30 {
+                do throws(StoreError) { try upload.write(chunk) } catch {
+                    outcome.error = error
+                    break
+                }
+                if !signalled && upload.bytesWritten >= 8 << 20 {
+                    signalled = true
+                    started.signal()
+                }
             }
-            return nil
+            if !signalled { started.signal() }
+            finished.signal()
         }
-        while upload.bytesWritten < 8 << 20 { try await Task.sleep(for: .milliseconds(5)) }
+        writer.start()
+        started.wait()
         upload.abort()
-        let error = await writer.value
-        #expect(error?.code == "aborted")
+        finished.wait()
+        #expect(outcome.error?.code == "aborted")
         #expect(allEntries(scratch.images).isEmpty)
         #expect(store.transfers().isEmpty)
         #expect(store.images().isEmpty)
