@@ -143,6 +143,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        blockServerSignals()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -169,6 +170,16 @@ struct Run: ParsableCommand {
             throw ExitCode.failure
         }
     }
+}
+
+/// Blocks the signals the server reads through its signalfd (SIGINT, SIGTERM, SIGHUP) before any other thread
+/// exists. Threads inherit the mask, so none of the threads started later (the HTTP service's, the runtime's) can
+/// take such a signal with its default action, which would end umsd without unbinding or syncing anything.
+func blockServerSignals() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, signal) }
+    pthread_sigmask(SIG_BLOCK, &set, nil)
 }
 
 /// A stable per-machine serial: 16 hex digits hashed (FNV-1a) from /etc/machine-id, so Windows keeps one device
@@ -361,6 +372,7 @@ struct Serve: ParsableCommand {
     var config = "/etc/umsd/umsd.yaml"
 
     func run() throws {
+        blockServerSignals()
         let configuration: DaemonConfiguration
         do {
             configuration = try ConfigurationLoader.load(main: config)
