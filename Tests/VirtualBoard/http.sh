@@ -174,6 +174,18 @@ check "an unknown image is 404 not-found" is 404 '.error.code == "not-found"'
 api POST /api/drives/9 '{"image": null}'
 check "an unknown drive is 404 no-such-drive" is 404 '.error.code == "no-such-drive"'
 
+# The CLI, on a terminal (script gives it a pty): upload and download through the API with a progress bar.
+head -c 6M /dev/urandom >"$work/cli.img"
+script -qec "$umsd image upload $work/cli.img --name cli.img" /dev/null >"$work/cli-up.out" 2>&1
+check "umsd image upload on a terminal draws a progress bar up to 100%" \
+    bash -c "grep -q '100%' $work/cli-up.out && grep -q '\[##' $work/cli-up.out"
+check "the uploaded file is the image" cmp -s "$work/cli.img" "$images/cli.img"
+script -qec "$umsd image download cli.img -o $work/cli-down.img" /dev/null >"$work/cli-down.out" 2>&1
+check "umsd image download on a terminal draws a progress bar up to 100%" grep -q '100%' "$work/cli-down.out"
+check "the download is the image" cmp -s "$work/cli.img" "$work/cli-down.img"
+check "umsd image list names it" bash -c "$umsd image list | grep -q cli.img"
+check "umsd image remove deletes it" bash -c "$umsd image remove cli.img && [ ! -e $images/cli.img ]"
+
 if [ "$failed" -gt 0 ]; then
     echo "# umsd log (last 40 lines):"
     grep -v "TEST UNIT READY -> passed" "$work/umsd.log" | tail -n 40 | sed 's/^/# /'
