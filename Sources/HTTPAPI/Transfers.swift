@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import ImageStore
-import MultipartKit
 
 /// Uploads (raw and multipart) and downloads: bodies streamed between the socket and the store, never held whole.
 extension API {
