@@ -414,9 +414,7 @@ final class BulkOnlyFunction {
                     // host asked for exactly this much, so the CSW is the next packet it reads either way.
                     let trailer = data.trailer(slot)
                     csw.encode { trailer[$0] = $1 }
-                    let tag = data.base + slot
-                    roles[tag] = .dataIn(length)
-                    generations[tag] = generation
+                    claim(pool: data, slot: slot, role: .dataIn(length))
                     // `source` is the slot's buffer or the image mapping, both valid through the submission.
                     batch.append(
                         data.prepare(slot, fd: endpoints.bulkIn, data: source, length: length, trailerLength: CSW.size,
@@ -572,15 +570,20 @@ final class BulkOnlyFunction {
         wantCBWRead = true
     }
 
+    /// Marks `slot` as carrying `role` for the current generation, before its iocb goes to the kernel.
+    private func claim(pool: TransferPool, slot: Int, role: SlotRole) {
+        let tag = pool.base + slot
+        roles[tag] = role
+        generations[tag] = generation
+    }
+
     /// `signal`: the completion wakes the loop (through the eventfd); otherwise it waits in the AIO ring until
     /// the next wake-up reaps it.
     private func enqueue(
         pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool = true, external: UnsafeMutableRawPointer,
         length: Int, signal: Bool = true
     ) {
-        let tag = pool.base + slot
-        roles[tag] = role
-        generations[tag] = generation
+        claim(pool: pool, slot: slot, role: role)
         // The image mapping outlives an IN submission (when f_fs copies the data) and, since no image is unmapped
         // while `directWritesInFlight` > 0, an OUT transfer too.
         batch.append(
@@ -591,9 +594,7 @@ final class BulkOnlyFunction {
     private func enqueue(
         pool: TransferPool, slot: Int, role: SlotRole, fd: Int32, write: Bool, length: Int, signal: Bool = true
     ) {
-        let tag = pool.base + slot
-        roles[tag] = role
-        generations[tag] = generation
+        claim(pool: pool, slot: slot, role: role)
         batch.append(pool.prepare(slot, fd: fd, write: write, length: length, eventFD: signal ? aio.eventFD : -1))
     }
 
@@ -804,9 +805,7 @@ extension BulkOnlyFunction {
     /// and the control socket while the disk works; synchronously where the kernel refuses that.
     fileprivate func synchronize(_ image: ImageFile, for cmd: inout ActiveCommand, lba: UInt64) {
         if let slot = control.take() {
-            let tag = control.base + slot
-            roles[tag] = .sync(lba: lba)
-            generations[tag] = generation
+            claim(pool: control, slot: slot, role: .sync(lba: lba))
             var request: UnsafeMutablePointer<iocb>? = control.prepareDataSync(
                 slot, fd: image.descriptor, eventFD: aio.eventFD)
             let taken = (try? aio.submit(&request, count: 1)) ?? 0
@@ -814,7 +813,7 @@ extension BulkOnlyFunction {
                 cmd.syncing = true
                 return
             }
-            release(tag)
+            release(control.base + slot)
         }
         do { try image.synchronize() } catch {
             logger.error("\(error)")
