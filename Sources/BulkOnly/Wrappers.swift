@@ -32,6 +32,7 @@ public struct CBW: Sendable, Equatable {
     /// Not generic, so the I/O layer's call decodes straight from its transfer buffer without runtime generics.
     public init?(_ raw: UnsafeRawBufferPointer) {
         guard raw.count == Self.size else { return nil }
+        // Every offset read below lies inside the 31 bytes just checked; loadUnaligned needs no alignment.
         func le32(_ offset: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
         guard le32(0) == Self.signature else { return nil }
         tag = le32(4)
@@ -95,6 +96,7 @@ public struct CommandBlockBytes: RandomAccessCollection, Sendable, Equatable {
     public init(_ bytes: some Sequence<UInt8>, count: Int) {
         self.count = Swift.min(Swift.max(count, 0), 16)
         let limit = self.count
+        // At most 16 indices into the 16 bytes of `storage`.
         withUnsafeMutableBytes(of: &storage) { raw in
             for (index, byte) in zip(0..<limit, bytes) { raw[index] = byte }
         }
@@ -104,11 +106,13 @@ public struct CommandBlockBytes: RandomAccessCollection, Sendable, Equatable {
     public init(_ raw: UnsafeRawBufferPointer) {
         count = Swift.min(raw.count, 16)
         let limit = count
+        // `limit` is at most 16, the size of `storage`, and at most raw.count.
         withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<limit])) }
     }
 
     /// Calls `body` with the `count` bytes.
     public func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        // `count` is at most 16, the size of `storage`; the pointer does not outlive the call.
         try Swift.withUnsafeBytes(of: storage) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
     }
 
@@ -117,6 +121,7 @@ public struct CommandBlockBytes: RandomAccessCollection, Sendable, Equatable {
 
     public subscript(_ index: Int) -> UInt8 {
         precondition(index >= 0 && index < count, "command block index out of range")
+        // Bounds checked just above.
         return Swift.withUnsafeBytes(of: storage) { $0[index] }
     }
 

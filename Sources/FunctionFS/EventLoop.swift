@@ -41,6 +41,7 @@ public final class EventLoop {
     /// The token of the `index`th ready descriptor of the last `wait`.
     public func token(_ index: Int) -> UInt64 {
         precondition(index < Self.capacity)
+        // `events` holds `capacity` initialized entries for the loop's lifetime.
         return events[index].data.u64
     }
 }

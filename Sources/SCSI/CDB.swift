@@ -11,6 +11,7 @@ public struct CDB: Sendable, Equatable {
         if count > 16 {
             long = Array(bytes)
         } else {
+            // count <= 16 here: every index fits the 16 inline bytes.
             withUnsafeMutableBytes(of: &inline) { raw in
                 for (index, byte) in bytes.enumerated() { raw[index] = byte }
             }
@@ -24,6 +25,7 @@ public struct CDB: Sendable, Equatable {
             long = Array(raw)
         } else {
             let length = count
+            // length <= 16 here, the size of `inline`, and it is raw.count.
             withUnsafeMutableBytes(of: &inline) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<length])) }
         }
     }
@@ -38,6 +40,7 @@ public struct CDB: Sendable, Equatable {
     public subscript(_ index: Int) -> UInt8? {
         guard index >= 0, index < count else { return nil }
         if let long { return long[index] }
+        // index < count <= 16, checked above.
         return withUnsafeBytes(of: inline) { $0[index] }
     }
 
