@@ -46,6 +46,9 @@ final class BulkOnlyFunction {
     private var maxPacketSize = 512
     private var cbwReadQueued = false
     private var wantCBWRead = false
+    /// The CBW is read by a blocking `read` in the serving thread (see `readCBW(with:)`) instead of through AIO.
+    let blockingCBWRead: Bool
+    private let cbwBuffer: UnsafeMutableRawBufferPointer
     private var command: ActiveCommand?
     /// Told how often `timerFired` must run: while a halt waits for the controller, and while the bulk endpoints
     /// must stay halted until a Bulk-Only reset (FunctionFS cannot wedge them); nil when never.
@@ -101,8 +104,10 @@ final class BulkOnlyFunction {
     var onStateChange: (([DriveResponse.Drive], Bool) -> Void)?
 
     init(endpoints: FunctionFSEndpoints, images: [ImageFile?], target: Target, writable: [Bool],
-         identities: [Identity?], transferSize: Int, depth: Int, logger: Logger) throws(SystemError)
+         identities: [Identity?], transferSize: Int, depth: Int, blockingCBWRead: Bool = false,
+         logger: Logger) throws(SystemError)
     {
+        self.blockingCBWRead = blockingCBWRead
         self.writable = writable
         self.identities = identities
         self.endpoints = endpoints
@@ -121,9 +126,13 @@ final class BulkOnlyFunction {
         batch = []
         batch.reserveCapacity(4 + depth)
         scratch = .allocate(byteCount: max(transferSize, 8192), alignment: 4096)
+        cbwBuffer = .allocate(byteCount: 1024, alignment: 64)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        cbwBuffer.deallocate()
+    }
 
     var completionFD: Int32 { aio.eventFD }
 
@@ -393,7 +402,10 @@ final class BulkOnlyFunction {
                 // Most data-in completions only free their slot, which the next CBW's wake-up reaps anyway. Only a
                 // transfer the command waits for signals: the one that took the last free slot with data still to
                 // come, and every one before a halt (which must wait for all of them).
-                let signal = plan.stallIn || (data.freeCount == 0 && cmd.queued + length < plan.send)
+                // With blocking CBW reads every completion signals: the CBW no longer comes through f_fs's
+                // workqueue behind them, so the next command may find its slots still in flight and must be woken.
+                let signal =
+                    blockingCBWRead || plan.stallIn || (data.freeCount == 0 && cmd.queued + length < plan.send)
                 let source: UnsafeMutableRawPointer
                 if case .read(let range) = cmd.reply,
                     let mapped = images[cmd.lun]?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
@@ -418,7 +430,7 @@ final class BulkOnlyFunction {
                     // `source` is the slot's buffer or the image mapping, both valid through the submission.
                     batch.append(
                         data.prepare(slot, fd: endpoints.bulkIn, data: source, length: length, trailerLength: CSW.size,
-                                     eventFD: -1))
+                                     eventFD: blockingCBWRead ? aio.eventFD : -1))
                 } else {
                     enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
                             length: length, signal: signal)
@@ -536,9 +548,10 @@ final class BulkOnlyFunction {
         }
         let buffer = control.buffer(slot)
         csw.encode { buffer[$0] = $1 }
-        // Nothing waits for the CSW to complete: its slot is reaped with the next CBW.
+        // Nothing waits for the CSW to complete: its slot is reaped with the next CBW (which, read through AIO,
+        // completes after it on f_fs's ordered workqueue; a blocking read does not, hence the signal then).
         enqueue(pool: control, slot: slot, role: .csw, fd: endpoints.bulkIn, write: true, length: CSW.size,
-                signal: false)
+                signal: blockingCBWRead)
     }
 
     /// Ends the command with the transport and returns its CSW, to be queued at once.
@@ -598,10 +611,37 @@ final class BulkOnlyFunction {
         batch.append(pool.prepare(slot, fd: fd, write: write, length: length, eventFD: signal ? aio.eventFD : -1))
     }
 
+    /// The serving thread should wait for the next CBW in `readCBW(with:)`: nothing else is in progress.
+    var wantsBlockingCBWRead: Bool {
+        guard blockingCBWRead, wantCBWRead, enabled, command == nil, case .idle = transport.state else { return false }
+        return true
+    }
+
+    /// Waits for the next CBW in a blocking read and starts its command. Returns false when the read was cut short
+    /// because the event loop has something to handle (the caller runs it, then calls again if still wanted).
+    func readCBW(with reader: InterruptibleRead) -> Bool {
+        guard let n = reader.read(endpoints.bulkOut, into: cbwBuffer.baseAddress!, count: maxPacketSize) else {
+            return false
+        }
+        wantCBWRead = false
+        // Whatever completed while this thread slept frees its slot before the new command wants one.
+        aio.reap { tag, result in complete(tag: Int(tag), result: result) }
+        guard n >= 0 else {
+            logger.debug("CBW read ended: \(errnoName(-n))")
+            return true
+        }
+        received(cbwBytes: UnsafeRawBufferPointer(rebasing: cbwBuffer[0..<n]))
+        advance()
+        flush()
+        return true
+    }
+
     /// Submits everything prepared since the last flush, the next CBW read last.
     func flush() {
         defer { updateTimer() }
-        if wantCBWRead && !cbwReadQueued && enabled, case .idle = transport.state, let slot = control.take() {
+        if wantCBWRead && !cbwReadQueued && enabled && !blockingCBWRead, case .idle = transport.state,
+            let slot = control.take()
+        {
             wantCBWRead = false
             cbwReadQueued = true
             // A whole packet: a CBW of any other length must arrive as such to be recognised as invalid.

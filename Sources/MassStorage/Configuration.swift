@@ -71,12 +71,20 @@ public struct ServerConfiguration: Sendable {
     public var controlSocketGroup: String?
     /// Bulk data requests in flight at once (16 x 64 KiB covers a whole 1 MiB SuperSpeed command).
     public var transferDepth = 16
+    /// How the serving thread waits for each CBW: a blocking read of the bulk-out endpoint (f_fs wakes the thread
+    /// directly) or an AIO read completed through f_fs's workqueue. See Docs/performance.md.
+    public var cbwRead = CBWReadMode.blocking
 
     public init(luns: [LUNConfiguration], gadget: GadgetDescription, controller: String?) {
         self.luns = luns
         self.gadget = gadget
         self.controller = controller
     }
+}
+
+/// How the next CBW is read; both behave the same to the host.
+public enum CBWReadMode: String, Sendable, CaseIterable {
+    case blocking, aio
 }
 
 /// A reason the server cannot start or stopped, as one sentence for the operator.

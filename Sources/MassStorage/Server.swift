@@ -131,7 +131,8 @@ public final class Server {
             function = try BulkOnlyFunction(
                 endpoints: opened, images: images, target: Target(units: units),
                 writable: configuration.luns.map { !$0.readOnly }, identities: configuration.luns.map(\.identity),
-                transferSize: configuration.transferSize, depth: configuration.transferDepth, logger: logger)
+                transferSize: configuration.transferSize, depth: configuration.transferDepth,
+                blockingCBWRead: configuration.cbwRead == .blocking, logger: logger)
             try loop.watch(opened.ep0, token: Token.ep0)
             try loop.watch(function.completionFD, token: Token.completions, edgeTriggered: true)
             try loop.watch(signals.fd, token: Token.signals)
@@ -140,6 +141,16 @@ public final class Server {
         } catch {
             throw ServerError("FunctionFS could not be set up: \(error).")
         }
+        // With blocking CBW reads, a watcher thread cuts the read short whenever anything else needs the loop.
+        let reader: InterruptibleRead?
+        do {
+            reader =
+                configuration.cbwRead == .blocking
+                ? try InterruptibleRead(interruptedBy: [endpoints!.ep0, signals.fd, timer.fd, control.fd]) : nil
+        } catch {
+            throw ServerError("The event loop could not be set up: \(error).")
+        }
+        defer { reader?.stop() }
         function.onTimerChange = { interval in timer.schedule(everyMilliseconds: interval) }
         function.imageFolder = configuration.imageFolder
         function.onStateChange = configuration.onStateChange
@@ -174,8 +185,17 @@ public final class Server {
         }
 
         serve: while true {
+            // Idle between commands: sleep in the CBW read itself. Cut short, the loop below looks (without
+            // waiting) at what is ready, and the read is tried again.
+            var idle = false
+            if let reader, function.wantsBlockingCBWRead {
+                if function.readCBW(with: reader) { continue }
+                idle = true
+            }
             let ready: Int
-            do { ready = try loop.wait() } catch { throw ServerError("The event loop failed: \(error).") }
+            do { ready = try loop.wait(timeoutMilliseconds: idle ? 0 : -1) } catch {
+                throw ServerError("The event loop failed: \(error).")
+            }
             for index in 0..<ready {
                 switch loop.token(index) {
                 case Token.ep0:

@@ -72,6 +72,9 @@ struct Run: ParsableCommand {
     @Option(help: "Bulk data requests in flight at once: 2 to 64 (default 16).")
     var transferDepth = 16
 
+    @Option(help: "How each CBW is awaited: blocking (a read that f_fs completes directly) or aio (default blocking).")
+    var cbwRead = "blocking"
+
     /// The LUNs in command-line order, each with the flags that followed its --image.
     var luns: [LUNConfiguration] {
         (try? Self.orderedLUNs(Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst()))) ?? []
@@ -81,7 +84,7 @@ struct Run: ParsableCommand {
         let luns = try Self.orderedLUNs(Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst()))
         guard !luns.isEmpty else { throw ValidationError("Give at least one image with --image PATH.") }
         for lun in luns where lun.type == .cdrom && !lun.readOnly {
-            throw ValidationError("\(lun.path): a CD/DVD image is read-only; drop --rw or --cdrom.")
+            throw ValidationError("\(lun.path ?? "--no-image"): a CD/DVD image is read-only; drop --rw or --cdrom.")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
@@ -97,6 +100,9 @@ struct Run: ParsableCommand {
         }
         guard (2...64).contains(transferDepth) else {
             throw ValidationError("--transfer-depth is the number of requests in flight: 2 to 64.")
+        }
+        guard CBWReadMode(rawValue: cbwRead) != nil else {
+            throw ValidationError("--cbw-read takes blocking or aio.")
         }
         if let serial, serial.count < 12 || !serial.allSatisfy(\.isHexDigit) {
             throw ValidationError("--serial needs at least 12 hex digits (BOT 1.0 section 4.1.1).")
@@ -163,6 +169,7 @@ struct Run: ParsableCommand {
         var configuration = ServerConfiguration(luns: luns, gadget: gadget, controller: udc)
         configuration.transferSize = transferSize * 1024
         configuration.transferDepth = transferDepth
+        configuration.cbwRead = CBWReadMode(rawValue: cbwRead)!
         do {
             try Server(configuration: configuration, logger: logger).run()
         } catch {
