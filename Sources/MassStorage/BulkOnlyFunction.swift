@@ -420,7 +420,7 @@ final class BulkOnlyFunction {
                     source = buffer.baseAddress!
                 }
                 let last = cmd.queued + length == plan.send
-                if last, canCarryCSW(cmd), let csw = closingCSW(&cmd) {
+                if last, canCarryCSW(cmd, lastRequest: length), let csw = closingCSW(&cmd) {
                     // The CSW rides in the same request as the last data: one USB request (and one f_fs
                     // allocation, copy and completion) less per command. The data ends on a packet boundary and the
                     // host asked for exactly this much, so the CSW is the next packet it reads either way.
@@ -572,11 +572,14 @@ final class BulkOnlyFunction {
 
     /// The CSW may share the last data-in request: the command succeeded so far, the host expects exactly the
     /// data that comes (BOT case 6, no halt, no residue), and the data ends on a packet boundary, so the CSW
-    /// is a packet of its own on the wire.
-    private func canCarryCSW(_ cmd: ActiveCommand) -> Bool {
+    /// is a packet of its own on the wire. And only when its 13 bytes do not make f_fs's buffer for the request
+    /// a size larger: 4 KiB + 13 would take (and zero) 8 KiB, 64 KiB + 13 a 128 KiB block, which costs more
+    /// than the separate request it saves.
+    private func canCarryCSW(_ cmd: ActiveCommand, lastRequest length: Int) -> Bool {
         let plan = cmd.plan
         return cmd.failure == nil && !plan.stallIn && !plan.phaseError && plan.residue == 0
             && plan.send == cmd.cbw.hostExpectation.length && plan.send % maxPacketSize == 0
+            && KernelBuffer.allocation(for: length + CSW.size) == KernelBuffer.allocation(for: length)
     }
 
     private func requestCBWRead() {
