@@ -46,6 +46,8 @@ final class BulkOnlyFunction {
     private var maxPacketSize = 512
     private var cbwReadQueued = false
     private var wantCBWRead = false
+    /// Bytes of a command's first data-in request (see `advance`).
+    private static let firstRequest = 16 * 1024
     /// The CBW is read by a blocking `read` in the serving thread (see `readCBW(with:)`) instead of through AIO.
     let blockingCBWRead: Bool
     private let cbwBuffer: UnsafeMutableRawBufferPointer
@@ -78,8 +80,6 @@ final class BulkOnlyFunction {
         var cswQueued = false
 
         var totalOut: Int { plan.receive + plan.discard }
-        /// Bytes per chunk for this command: READ CD sectors must not straddle two buffers.
-        var chunkAlignment = 1
         /// A parameter list or WRITE SAME block, gathered before the command acts on it.
         var parameters: [UInt8] = []
         /// The CSW waits for bulk IN to be halted, which the controller refused for now.
@@ -372,7 +372,6 @@ final class BulkOnlyFunction {
         if case .checkCondition(let sense) = reply { failure = sense }
         command = ActiveCommand(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
                           failure: failure)
-        if case .readCD(_, let layout) = reply { command?.chunkAlignment = layout.bytesPerSector }
         if case .read(let range) = reply { readAhead(lun: lun, range: range) }
         // Commands without a data phase that still touch the medium run now, before their CSW.
         if plan.send == 0 && plan.receive == 0 && command?.failure == nil { runWithoutData(&command!) }
@@ -396,9 +395,12 @@ final class BulkOnlyFunction {
         if cmd.syncing { return }
         let plan = cmd.plan
         if plan.send > 0 {
-            let chunk = data.bufferSize / cmd.chunkAlignment * cmd.chunkAlignment
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
-                let length = min(chunk, plan.send - cmd.queued)
+                // Whole packets (a short one would end the host's transfer early), and small at first: the first
+                // bytes are on the bus while the later requests are still being copied. Each request is as big
+                // as all before it, up to a buffer: 16, 16, 32, 64, 64 KiB...
+                let size = min(data.bufferSize, max(Self.firstRequest, cmd.queued)) / maxPacketSize * maxPacketSize
+                let length = min(size, plan.send - cmd.queued)
                 // Most data-in completions only free their slot, which the next CBW's wake-up reaps anyway. Only a
                 // transfer the command waits for signals: the one that took the last free slot with data still to
                 // come, and every one before a halt (which must wait for all of them).
