@@ -46,8 +46,6 @@ final class BulkOnlyFunction {
     private var maxPacketSize = 512
     private var cbwReadQueued = false
     private var wantCBWRead = false
-    /// Bytes of a command's first data-in request (see `advance`).
-    private static let firstRequest = 16 * 1024
     /// The CBW is read by a blocking `read` in the serving thread (see `readCBW(with:)`) instead of through AIO.
     let blockingCBWRead: Bool
     private let cbwBuffer: UnsafeMutableRawBufferPointer
@@ -396,11 +394,9 @@ final class BulkOnlyFunction {
         let plan = cmd.plan
         if plan.send > 0 {
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
-                // Whole packets (a short one would end the host's transfer early), and small at first: the first
-                // bytes are on the bus while the later requests are still being copied. Each request is as big
-                // as all before it, up to a buffer: 16, 16, 32, 64, 64 KiB...
-                let size = min(data.bufferSize, max(Self.firstRequest, cmd.queued)) / maxPacketSize * maxPacketSize
-                let length = min(size, plan.send - cmd.queued)
+                // Whole packets: a short one would end the host's transfer early. (READ CD sectors may straddle
+                // two requests; `fillCD` starts and ends mid-sector.)
+                let length = min(data.bufferSize / maxPacketSize * maxPacketSize, plan.send - cmd.queued)
                 // Most data-in completions only free their slot, which the next CBW's wake-up reaps anyway. Only a
                 // transfer the command waits for signals: the one that took the last free slot with data still to
                 // come, and every one before a halt (which must wait for all of them).
