@@ -5,6 +5,11 @@ import Synchronization
 /// Lets the serving thread wait for the next CBW in a plain blocking `read` of the bulk-out endpoint and still
 /// notice at once everything else its event loop watches (ep0 events, signals, the timer, the control socket).
 ///
+/// ep0 itself must not be among the watched descriptors: f_fs polls it with a mutex_trylock (ep0 is non-blocking),
+/// so a poll from the watcher while the serving thread reads ep0 (or the other way round) reports nothing, and
+/// the event is lost to one of them. f_fs signals ep0 events on an eventfd instead (`ep0EventFD`, given to f_fs
+/// with the descriptors as FUNCTIONFS_EVENTFD), which the watcher watches.
+///
 /// f_fs completes a synchronous read by waking the reader straight from the controller's completion; an AIO read is
 /// completed by a workqueue (a kworker wake-up and a switch to the reader's address space) that then wakes the
 /// reader's epoll. A blocking read saves that hop once per command. Its cost: while the thread sleeps in `read`, a
@@ -23,12 +28,15 @@ public final class InterruptibleRead: @unchecked Sendable {
     private let reader: pthread_t
     private var watcher: pthread_t?
     private static let stopToken: UInt64 = .max
+    /// For the descriptors (FUNCTIONFS_EVENTFD): f_fs signals it for every ep0 event. Never read.
+    public let ep0EventFD: Int32
 
     /// The signal that interrupts the read: a real-time one nobody else uses, handled by a no-op with SA_RESTART,
     /// so that anything else it lands in (it may arrive just after the read returned) simply continues.
     public static let signal: Int32 = __libc_current_sigrtmin() + 2
 
-    /// Call on the thread that will read; `descriptors` are the ones that must cut a blocking read short.
+    /// Call on the thread that will read; `descriptors` are the ones that must cut a blocking read short, besides
+    /// `ep0EventFD`.
     public init(interruptedBy descriptors: [Int32]) throws(SystemError) {
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in }
@@ -43,7 +51,8 @@ public final class InterruptibleRead: @unchecked Sendable {
 
         epollFD = try check("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         stopFD = try check("eventfd") { eventfd(0, Int32(EFD_CLOEXEC)) }
-        for (fd, token) in descriptors.map({ ($0, UInt64(0)) }) + [(stopFD, Self.stopToken)] {
+        ep0EventFD = try check("eventfd") { eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) }
+        for (fd, token) in (descriptors + [ep0EventFD]).map({ ($0, UInt64(0)) }) + [(stopFD, Self.stopToken)] {
             var event = epoll_event()
             event.events = EPOLLIN.rawValue | EPOLLET.rawValue
             event.data.u64 = token
@@ -78,6 +87,7 @@ public final class InterruptibleRead: @unchecked Sendable {
         stop()
         close(epollFD)
         close(stopFD)
+        close(ep0EventFD)
     }
 
     /// Reads up to `count` bytes from `fd`, blocking. Returns the byte count, a negative errno, or nil when one of

@@ -120,6 +120,17 @@ public final class Server {
             unit.honoursFUA = lun.honoursFUA
             return unit
         }
+        // With blocking CBW reads, a watcher thread cuts the read short whenever anything else needs the loop; f_fs
+        // tells it about ep0 events through an eventfd given with the descriptors.
+        let reader: InterruptibleRead?
+        do {
+            reader =
+                configuration.cbwRead == .blocking
+                ? try InterruptibleRead(interruptedBy: [signals.fd, timer.fd, control.fd]) : nil
+        } catch {
+            throw ServerError("The event loop could not be set up: \(error).")
+        }
+        defer { reader?.stop() }
         let function: BulkOnlyFunction
         // Declared outside the do so the endpoint files close (deinit) before the unmount above runs.
         var endpoints: FunctionFSEndpoints?
@@ -127,7 +138,7 @@ public final class Server {
             let opened = try FunctionFSEndpoints(directory: mountPoint)
             endpoints = opened
             try opened.writeDescriptors(
-                BulkOnlyInterface().functionFSDescriptors(), strings: functionFSStrings(["Mass Storage"]))
+                BulkOnlyInterface().functionFSDescriptors(eventFD: reader?.ep0EventFD), strings: functionFSStrings(["Mass Storage"]))
             function = try BulkOnlyFunction(
                 endpoints: opened, images: images, target: Target(units: units),
                 writable: configuration.luns.map { !$0.readOnly }, identities: configuration.luns.map(\.identity),
@@ -141,16 +152,6 @@ public final class Server {
         } catch {
             throw ServerError("FunctionFS could not be set up: \(error).")
         }
-        // With blocking CBW reads, a watcher thread cuts the read short whenever anything else needs the loop.
-        let reader: InterruptibleRead?
-        do {
-            reader =
-                configuration.cbwRead == .blocking
-                ? try InterruptibleRead(interruptedBy: [endpoints!.ep0, signals.fd, timer.fd, control.fd]) : nil
-        } catch {
-            throw ServerError("The event loop could not be set up: \(error).")
-        }
-        defer { reader?.stop() }
         function.onTimerChange = { interval in timer.schedule(everyMilliseconds: interval) }
         function.imageFolder = configuration.imageFolder
         function.onStateChange = configuration.onStateChange

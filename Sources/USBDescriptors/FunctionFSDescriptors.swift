@@ -18,7 +18,9 @@ public struct BulkOnlyInterface: Sendable, Equatable {
 
     /// The FunctionFS v2 descriptors blob (`FUNCTIONFS_DESCRIPTORS_MAGIC_V2`) with full-, high- and SuperSpeed sets,
     /// written to ep0 before the strings.
-    public func functionFSDescriptors() -> [UInt8] {
+    /// `eventFD`: an eventfd that f_fs signals for every ep0 event (FUNCTIONFS_EVENTFD), and for every AIO
+    /// completion that carries no eventfd of its own.
+    public func functionFSDescriptors(eventFD: Int32? = nil) -> [UInt8] {
         var fullSpeed = ByteWriter()
         interface(&fullSpeed)
         endpoint(&fullSpeed, address: Self.inEndpointAddress, maxPacketSize: 64)
@@ -39,7 +41,10 @@ public struct BulkOnlyInterface: Sendable, Equatable {
         var blob = ByteWriter()
         blob.le32(FunctionFSMagic.descriptorsV2)
         blob.le32(0)  // total length, patched below
-        blob.le32(FunctionFSFlags.hasFullSpeed | FunctionFSFlags.hasHighSpeed | FunctionFSFlags.hasSuperSpeed)
+        blob.le32(
+            FunctionFSFlags.hasFullSpeed | FunctionFSFlags.hasHighSpeed | FunctionFSFlags.hasSuperSpeed
+                | (eventFD == nil ? 0 : FunctionFSFlags.eventFD))
+        if let eventFD { blob.le32(UInt32(bitPattern: eventFD)) }
         blob.le32(3)
         blob.le32(3)
         blob.le32(5)
@@ -107,6 +112,7 @@ enum FunctionFSFlags {
     static let hasFullSpeed: UInt32 = 1
     static let hasHighSpeed: UInt32 = 2
     static let hasSuperSpeed: UInt32 = 4
+    static let eventFD: UInt32 = 32
 }
 
 enum DescriptorType {

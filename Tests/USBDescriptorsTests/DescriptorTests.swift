@@ -21,6 +21,11 @@ import Testing
         ]
         #expect(BulkOnlyInterface().functionFSDescriptors() == header + body)
         #expect(total == 24 + 23 + 23 + 35)
+
+        // FUNCTIONFS_EVENTFD: the flag, and the descriptor number right after the flags, before the counts.
+        let withEventFD: [UInt8] =
+            [3, 0, 0, 0, UInt8(total + 4), 0, 0, 0, 7 | 32, 0, 0, 0, 9, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0]
+        #expect(BulkOnlyInterface().functionFSDescriptors(eventFD: 9) == withEventFD + body)
     }
 
     @Test func stringsBlobMatchesGoldenBytes() {
