@@ -46,8 +46,9 @@ public struct ServerConfiguration: Sendable {
     public var controller: String?
     /// Where FunctionFS is mounted and the lock file lives.
     public var runDirectory = "/run/umsd"
-    /// Bytes per bulk transfer request.
-    public var transferSize = 64 * 1024
+    /// Bytes per bulk data-in request; nil: 16 KiB at high speed, 64 KiB at SuperSpeed (see Docs/performance.md).
+    /// Data-out requests take up to 64 KiB, or this size when given.
+    public var transferSize: Int?
     /// Add the function to the existing gadget named `gadget.name` (an appliance's composite gadget) instead of
     /// creating one; on exit only the function is taken out again.
     public var joinExistingGadget = false

@@ -66,8 +66,8 @@ struct Run: ParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
-    @Option(help: "KiB per bulk data request: 4 to 1024, a multiple of 4 (default 64).")
-    var transferSize = 64
+    @Option(help: "KiB per bulk data request: 4 to 1024, a multiple of 4 (default: 16 at high speed, 64 at SuperSpeed).")
+    var transferSize: Int?
 
     @Option(help: "Bulk data requests in flight at once: 2 to 64 (default 16).")
     var transferDepth = 16
@@ -95,7 +95,7 @@ struct Run: ParsableCommand {
         for text in [cdInquiry, flashInquiry].compactMap({ $0 }) where Identity(inquiryString: text) == nil {
             throw ValidationError("\(text): INQUIRY strings are VENDOR:PRODUCT:REVISION, at most 8, 16 and 4 printable characters.")
         }
-        guard (4...1024).contains(transferSize), transferSize % 4 == 0 else {
+        if let transferSize, !(4...1024).contains(transferSize) || transferSize % 4 != 0 {
             throw ValidationError("--transfer-size is in KiB: 4 to 1024, a multiple of 4 (whole pages).")
         }
         guard (2...64).contains(transferDepth) else {
@@ -167,7 +167,7 @@ struct Run: ParsableCommand {
             luns[index].identity = text.flatMap { Identity(inquiryString: $0) }
         }
         var configuration = ServerConfiguration(luns: luns, gadget: gadget, controller: udc)
-        configuration.transferSize = transferSize * 1024
+        configuration.transferSize = transferSize.map { $0 * 1024 }
         configuration.transferDepth = transferDepth
         configuration.cbwRead = CBWReadMode(rawValue: cbwRead)!
         do {
