@@ -72,9 +72,10 @@ public struct ServerConfiguration: Sendable {
     public var controlSocketGroup: String?
     /// Bulk data requests in flight at once (16 x 64 KiB covers a whole 1 MiB SuperSpeed command).
     public var transferDepth = 16
-    /// How the serving thread waits for each CBW: a blocking read of the bulk-out endpoint (f_fs wakes the thread
-    /// directly) or an AIO read completed through f_fs's workqueue. See Docs/performance.md.
-    public var cbwRead = CBWReadMode.blocking
+    /// How the serving thread waits for each CBW: an AIO read completed through f_fs's workqueue, or a blocking read
+    /// of the bulk-out endpoint (f_fs wakes the thread directly; faster at QD1, but experimental: see
+    /// Docs/performance.md for a rare stall seen during enumeration that is not yet explained).
+    public var cbwRead = CBWReadMode.aio
 
     public init(luns: [LUNConfiguration], gadget: GadgetDescription, controller: String?) {
         self.luns = luns

@@ -72,8 +72,8 @@ struct Run: ParsableCommand {
     @Option(help: "Bulk data requests in flight at once: 2 to 64 (default 16).")
     var transferDepth = 16
 
-    @Option(help: "How each CBW is awaited: blocking (a read that f_fs completes directly) or aio (default blocking).")
-    var cbwRead = "blocking"
+    @Option(help: "How each CBW is awaited: aio (default) or blocking (a read that f_fs completes directly; faster, experimental).")
+    var cbwRead = "aio"
 
     /// The LUNs in command-line order, each with the flags that followed its --image.
     var luns: [LUNConfiguration] {
