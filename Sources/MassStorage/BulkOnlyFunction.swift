@@ -378,6 +378,9 @@ final class BulkOnlyFunction {
         if case .checkCondition(let sense) = reply { failure = sense }
         command = ActiveCommand(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
                           failure: failure)
+        if logger.logLevel <= .trace {
+            logger.trace("CBW tag \(cbw.tag) LUN \(lun) opcode \(cbw.commandBlock[0]) plan \(plan)")
+        }
         if case .read(let range) = reply { readAhead(lun: lun, range: range) }
         // Commands without a data phase that still touch the medium run now, before their CSW.
         if plan.send == 0 && plan.receive == 0 && command?.failure == nil { runWithoutData(&command!) }
@@ -620,6 +623,14 @@ final class BulkOnlyFunction {
         batch.append(pool.prepare(slot, fd: fd, write: write, length: length, eventFD: signal ? aio.eventFD : -1))
     }
 
+    /// For trace logs: what the loop is waiting for.
+    var waitState: String {
+        let cmd = command.map {
+            "command tag \($0.cbw.tag) queued \($0.queued) completed \($0.completed) outstanding \($0.outstanding) csw \($0.cswQueued) halt \($0.waitingForHalt) quiet \($0.waitingForQuietTransfers) syncing \($0.syncing)"
+        }
+        return "\(cmd ?? "no command") wantCBW \(wantCBWRead) enabled \(enabled) transport \(transport.state) freeData \(data.freeCount) freeControl \(control.freeCount)"
+    }
+
     /// The serving thread should wait for the next CBW in `readCBW(with:)`: nothing else is in progress.
     var wantsBlockingCBWRead: Bool {
         guard blockingCBWRead, wantCBWRead, enabled, command == nil, case .idle = transport.state else { return false }
@@ -635,6 +646,10 @@ final class BulkOnlyFunction {
         wantCBWRead = false
         // Whatever completed while this thread slept frees its slot before the new command wants one.
         aio.reap { tag, result in complete(tag: Int(tag), result: result) }
+        // The previous command's last transfers may complete only after this CBW (nothing orders them before it, as
+        // f_fs's workqueue does for an AIO CBW read): a new generation makes them only give their slots back,
+        // instead of counting as this command's.
+        generation &+= 1
         guard n >= 0 else {
             logger.debug("CBW read ended: \(errnoName(-n))")
             return true
