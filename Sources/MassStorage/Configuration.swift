@@ -73,8 +73,8 @@ public struct ServerConfiguration: Sendable {
     /// Bulk data requests in flight at once (16 x 64 KiB covers a whole 1 MiB SuperSpeed command).
     public var transferDepth = 16
     /// How the serving thread waits for each CBW: an AIO read completed through f_fs's workqueue, or a blocking read
-    /// of the bulk-out endpoint (f_fs wakes the thread directly; faster at QD1, but experimental: see
-    /// Docs/performance.md for a rare stall seen during enumeration that is not yet explained).
+    /// of the bulk-out endpoint (f_fs wakes the thread directly; faster at QD1, opt-in until a full test run with it
+    /// as the default: see Docs/performance.md).
     public var cbwRead = CBWReadMode.aio
 
     public init(luns: [LUNConfiguration], gadget: GadgetDescription, controller: String?) {
