@@ -48,8 +48,12 @@ final class BulkOnlyFunction {
     private let transferSize: Int?
     /// Bytes per data-in request at the current speed: 16 KiB at high speed, where they let the first bytes onto
     /// the bus sooner and measured a few per cent faster on 64 KiB and 1 MiB reads; 64 KiB at SuperSpeed, so a
-    /// 1 MiB command fits in the 16 requests in flight.
-    private var inRequestSize = 64 * 1024
+    /// 1 MiB command fits in the 16 requests in flight. Always whole packets: a short one would end the host's
+    /// transfer early.
+    private var inRequestSize: Int {
+        let size = transferSize ?? (maxPacketSize >= 1024 ? 64 * 1024 : 16 * 1024)
+        return size / maxPacketSize * maxPacketSize
+    }
     private var cbwReadQueued = false
     private var wantCBWRead = false
     /// The CBW is read by a blocking `read` in the serving thread (see `readCBW(with:)`) instead of through AIO.
@@ -172,7 +176,6 @@ final class BulkOnlyFunction {
             abandonEverything()
             enabled = true
             maxPacketSize = endpoints.maxPacketSize() ?? 512
-            inRequestSize = min(data.bufferSize, transferSize ?? (maxPacketSize >= 1024 ? 64 * 1024 : 16 * 1024))
             target.powerOnReset()
             transport.disabled()
             logger.info("host configured the device", metadata: ["maxPacket": "\(maxPacketSize)"])
@@ -367,6 +370,10 @@ final class BulkOnlyFunction {
     }
 
     private func start(_ cbw: CBW) {
+        // Each command's transfers carry a generation of their own. A completion of the previous command's that
+        // arrives after this CBW (nothing orders it before a blocking CBW read, as f_fs's ordered workqueue does for
+        // an AIO one) then only gives its slot back instead of counting as this command's.
+        generation &+= 1
         let lun = Int(cbw.lun)
         let reply = target.execute(cbw.cdb.withUnsafeBytes { CDB($0) }, lun: lun)
         let lengths = reply.dataLength
@@ -378,9 +385,7 @@ final class BulkOnlyFunction {
         if case .checkCondition(let sense) = reply { failure = sense }
         command = ActiveCommand(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
                           failure: failure)
-        if logger.logLevel <= .trace {
-            logger.trace("CBW tag \(cbw.tag) LUN \(lun) opcode \(cbw.commandBlock[0]) plan \(plan)")
-        }
+        logger.trace("CBW tag \(cbw.tag) LUN \(lun) opcode \(cbw.commandBlock[0]) plan \(plan)")
         if case .read(let range) = reply { readAhead(lun: lun, range: range) }
         // Commands without a data phase that still touch the medium run now, before their CSW.
         if plan.send == 0 && plan.receive == 0 && command?.failure == nil { runWithoutData(&command!) }
@@ -405,9 +410,8 @@ final class BulkOnlyFunction {
         let plan = cmd.plan
         if plan.send > 0 {
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
-                // Whole packets: a short one would end the host's transfer early. (READ CD sectors may straddle
-                // two requests; `fillCD` starts and ends mid-sector.)
-                let length = min(inRequestSize / maxPacketSize * maxPacketSize, plan.send - cmd.queued)
+                // READ CD sectors may straddle two requests: `fillCD` starts and ends mid-sector.
+                let length = min(inRequestSize, plan.send - cmd.queued)
                 // Most data-in completions only free their slot, which the next CBW's wake-up reaps anyway. Only a
                 // transfer the command waits for signals: the one that took the last free slot with data still to
                 // come, and every one before a halt (which must wait for all of them).
@@ -640,16 +644,13 @@ final class BulkOnlyFunction {
     /// Waits for the next CBW in a blocking read and starts its command. Returns false when the read was cut short
     /// because the event loop has something to handle (the caller runs it, then calls again if still wanted).
     func readCBW(with reader: InterruptibleRead) -> Bool {
+        // `cbwBuffer` holds 1024 bytes, the largest bulk wMaxPacketSize, and lives as long as this object.
         guard let n = reader.read(endpoints.bulkOut, into: cbwBuffer.baseAddress!, count: maxPacketSize) else {
             return false
         }
         wantCBWRead = false
         // Whatever completed while this thread slept frees its slot before the new command wants one.
         aio.reap { tag, result in complete(tag: Int(tag), result: result) }
-        // The previous command's last transfers may complete only after this CBW (nothing orders them before it, as
-        // f_fs's workqueue does for an AIO CBW read): a new generation makes them only give their slots back,
-        // instead of counting as this command's.
-        generation &+= 1
         guard n >= 0 else {
             logger.debug("CBW read ended: \(errnoName(-n))")
             return true

@@ -193,7 +193,7 @@ public final class Server {
                 if function.readCBW(with: reader) { continue }
                 idle = true
             }
-            if logger.logLevel <= .trace && !idle { logger.trace("waiting: \(function.waitState)") }
+            if !idle { logger.trace("waiting: \(function.waitState)") }
             let ready: Int
             do { ready = try loop.wait(timeoutMilliseconds: idle ? 0 : -1) } catch {
                 throw ServerError("The event loop failed: \(error).")
