@@ -72,10 +72,10 @@ public struct ServerConfiguration: Sendable {
     public var controlSocketGroup: String?
     /// Bulk data requests in flight at once (16 x 64 KiB covers a whole 1 MiB SuperSpeed command).
     public var transferDepth = 16
-    /// How the serving thread waits for each CBW: an AIO read completed through f_fs's workqueue, or a blocking read
-    /// of the bulk-out endpoint (f_fs wakes the thread directly; faster at QD1, opt-in until a full test run with it
-    /// as the default: see Docs/performance.md).
-    public var cbwRead = CBWReadMode.aio
+    /// How the serving thread waits for each CBW: a blocking read of the bulk-out endpoint (f_fs wakes the thread
+    /// directly; the default, faster at QD1: see Docs/performance.md), or an AIO read completed through f_fs's
+    /// workqueue.
+    public var cbwRead = CBWReadMode.blocking
 
     public init(luns: [LUNConfiguration], gadget: GadgetDescription, controller: String?) {
         self.luns = luns

@@ -72,8 +72,8 @@ struct Run: ParsableCommand {
     @Option(help: "Bulk data requests in flight at once: 2 to 64 (default 16).")
     var transferDepth = 16
 
-    @Option(help: "How each CBW is awaited: aio (default) or blocking (a read that f_fs completes directly; faster, experimental).")
-    var cbwRead = "aio"
+    @Option(help: "How each CBW is awaited: blocking (default; a read that f_fs completes directly) or aio (an AIO read completed by f_fs's workqueue).")
+    var cbwRead = "blocking"
 
     /// The LUNs in command-line order, each with the flags that followed its --image.
     var luns: [LUNConfiguration] {
