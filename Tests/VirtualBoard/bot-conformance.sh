@@ -9,6 +9,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 umsd=${UMSD_BINARY:?set UMSD_BINARY to the umsd executable}
+# Extra options for every `umsd run` (Tests/run-all runs this test again with --cbw-read aio).
+read -ra run_args <<<"${UMSD_RUN_ARGS:-}"
 python=/usr/bin/python3 # Debian's, where python3-usb lives; not whatever python3 comes first on PATH
 vid=1d6b pid=0104 serial=B07C0FFEE0000001
 pattern_lba=4096
@@ -44,7 +46,7 @@ head -c 1500K /dev/urandom >"$work/iso/sub/random.bin"
 seq 1 5000 >"$work/iso/sub/numbers.txt"
 xorriso -as mkisofs -quiet -V UMSD_BOT -J -R -o "$work/cd.iso" "$work/iso" 2>/dev/null
 
-"$umsd" run --serial "$serial" --log-level debug --image "$work/disk.img" --rw --image "$work/cd.iso" --cdrom \
+"$umsd" run "${run_args[@]}" --serial "$serial" --log-level debug --image "$work/disk.img" --rw --image "$work/cd.iso" --cdrom \
     >>"$work/umsd.log" 2>&1 &
 umsd_pid=$!
 

@@ -7,12 +7,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 umsd=${UMSD_BINARY:?set UMSD_BINARY to the umsd executable}
+# Extra options for every `umsd run` (Tests/run-all runs this test again with --cbw-read aio).
+read -ra run_args <<<"${UMSD_RUN_ARGS:-}"
 vid=1d6b pid=0104 serial=5C5100000000CAFE
 work=$(mktemp -d /tmp/umsd-scsi.XXXXXX)
 umsd_pid=
 
 start_umsd() {
-    "$umsd" run --serial "$serial" --log-level debug "$@" >>"$work/umsd.log" 2>&1 &
+    "$umsd" run "${run_args[@]}" --serial "$serial" --log-level debug "$@" >>"$work/umsd.log" 2>&1 &
     umsd_pid=$!
 }
 stop_umsd() {
