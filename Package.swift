@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "BulkOnlyTests", dependencies: ["BulkOnly"]),
         .testTarget(name: "SCSITests", dependencies: ["SCSI"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MassStorage"]),
-        .testTarget(name: "MassStorageTests", dependencies: ["MassStorage"]),
+        .testTarget(name: "MassStorageTests", dependencies: ["MassStorage", "FunctionFS"]),
         .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore"]),
         .testTarget(
             name: "HTTPAPITests",

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <asm/byteorder.h>
+#include <errno.h>
+#include <sched.h>
 #include <linux/usb/ch9.h>
 
 // The Swift side decodes events byte by byte from this layout: 8-byte setup packet, type, 3 pad bytes.
@@ -28,4 +30,19 @@ int umsd_functionfs_endpoint_max_packet_size(int fd) {
 
 int umsd_punch_hole(int fd, long long offset, long long length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+}
+
+int umsd_pin_thread(int cpu) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) {
+        errno = EINVAL;
+        return -1;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set);
+}
+
+int umsd_current_cpu(void) {
+    return sched_getcpu();
 }

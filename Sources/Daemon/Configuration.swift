@@ -1,4 +1,5 @@
 import Gadget
+import MassStorage
 import SCSI
 
 /// Which medium a drive presents to the host.
@@ -112,6 +113,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var persistState = true
     public var stateFile = "/var/lib/umsd/state.json"
     public var logLevel = "info"
+    /// The CPU that serves the host: see `CPUPinning`.
+    public var cpu = CPUPinning.startingCPU
 
     public init() {}
 }

@@ -1,4 +1,5 @@
 import Gadget
+import MassStorage
 import SCSI
 import Yams
 
@@ -54,7 +55,7 @@ public enum ConfigurationLoader {
     {
         let reader = Reader(file: file)
         var configuration = DaemonConfiguration()
-        let top = try reader.table(tree, "", keys: ["enabled", "gadget", "drives", "storage", "http", "control", "state", "log"])
+        let top = try reader.table(tree, "", keys: ["enabled", "gadget", "drives", "storage", "http", "control", "state", "log", "cpu"])
         if let value = top["enabled"] { configuration.enabled = try reader.bool(value, "enabled") }
 
         if let value = top["gadget"] {
@@ -127,6 +128,13 @@ public enum ConfigurationLoader {
             let state = try reader.table(value, "state", keys: ["persist", "file"])
             if let v = state["persist"] { configuration.persistState = try reader.bool(v, "state.persist") }
             if let v = state["file"] { configuration.stateFile = try reader.path(v, "state.file") }
+        }
+        if let value = top["cpu"] {
+            let text = value is Bool ? nil : (value as? Int).map(String.init) ?? value as? String
+            guard let text, let pinning = CPUPinning(text) else {
+                throw reader.error("cpu", "must be auto, none or a CPU number from 0")
+            }
+            configuration.cpu = pinning
         }
         if let value = top["log"] {
             let log = try reader.table(value, "log", keys: ["level"])

@@ -86,6 +86,7 @@ public enum Daemon {
         server.imageFolder = configuration.imageFolder
         server.startConnected = saved?.connected ?? true
         server.joinExistingGadget = configuration.gadget.mode == .existing
+        server.cpu = configuration.cpu
         return server
     }
 

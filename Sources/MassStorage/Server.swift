@@ -40,8 +40,34 @@ public final class Server {
         self.images = images
     }
 
+    /// Pins the calling thread, which serves the host, to the configured CPU. A CPU the operator named must exist;
+    /// the starting CPU failing (a race with CPU hotplug) only costs the pinning.
+    private func pinServingThread() throws(ServerError) {
+        let cpu: Int
+        switch configuration.cpu {
+        case .none: return
+        case .cpu(let number): cpu = number
+        case .startingCPU:
+            guard let current = ThreadAffinity.currentCPU else { return }
+            cpu = current
+        }
+        do {
+            try ThreadAffinity.pinCallingThread(to: cpu)
+        } catch {
+            if case .cpu = configuration.cpu {
+                throw ServerError(
+                    "CPU \(cpu) cannot run umsd (\(error)); \(ThreadAffinity.onlineCPUs) are online, numbered from 0.")
+            }
+            logger.warning("the serving thread could not be pinned to CPU \(cpu) (\(error)); it runs unpinned")
+            return
+        }
+        logger.info("serving thread pinned to CPU \(cpu)")
+    }
+
     /// Creates and binds the gadget, serves the host, and on SIGINT/SIGTERM removes every trace of it.
     public func run() throws(ServerError) {
+        // First, before any gadget exists to clean up; the watcher thread started below inherits the CPU.
+        try pinServingThread()
         let name = configuration.gadget.name
         // Joining an appliance's gadget: "auto" means the controller it is bound to now.
         let current = configuration.joinExistingGadget ? (try? GadgetConfigFS())?.controller(ofGadget: name) : nil

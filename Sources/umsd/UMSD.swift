@@ -75,6 +75,9 @@ struct Run: ParsableCommand {
     @Option(help: "How each CBW is awaited: blocking (default; a read that f_fs completes directly) or aio (an AIO read completed by f_fs's workqueue).")
     var cbwRead = "blocking"
 
+    @Option(help: "The CPU the serving thread runs on: auto (the one it starts on, the default), none (not pinned) or a CPU number.")
+    var cpu = "auto"
+
     /// The LUNs in command-line order, each with the flags that followed its --image.
     var luns: [LUNConfiguration] {
         (try? Self.orderedLUNs(Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst()))) ?? []
@@ -100,6 +103,9 @@ struct Run: ParsableCommand {
         }
         guard (2...64).contains(transferDepth) else {
             throw ValidationError("--transfer-depth is the number of requests in flight: 2 to 64.")
+        }
+        guard CPUPinning(cpu) != nil else {
+            throw ValidationError("--cpu takes auto, none or a CPU number (0, 1, ...).")
         }
         guard CBWReadMode(rawValue: cbwRead) != nil else {
             throw ValidationError("--cbw-read takes blocking or aio.")
@@ -170,6 +176,7 @@ struct Run: ParsableCommand {
         configuration.transferSize = transferSize.map { $0 * 1024 }
         configuration.transferDepth = transferDepth
         configuration.cbwRead = CBWReadMode(rawValue: cbwRead)!
+        configuration.cpu = CPUPinning(cpu)!
         do {
             try Server(configuration: configuration, logger: logger).run()
         } catch {

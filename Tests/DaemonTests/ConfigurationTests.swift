@@ -1,6 +1,7 @@
 import Testing
 @testable import Daemon
 import SCSI
+import MassStorage
 
 @Suite struct ConfigurationTests {
     @Test func emptyConfigurationIsAllDefaults() throws {
@@ -46,6 +47,7 @@ import SCSI
               persist: false
             log:
               level: debug
+            cpu: 1
             """
         let c = try ConfigurationLoader.parse([("main.yaml", text)])
         #expect(c.gadget.mode == .existing)
@@ -65,6 +67,9 @@ import SCSI
         #expect(c.controlSocketGroup == "kvmd")
         #expect(!c.persistState)
         #expect(c.logLevel == "debug")
+        #expect(c.cpu == .cpu(1))
+        #expect(try ConfigurationLoader.parse([("a.yaml", "cpu: none")]).cpu == CPUPinning.none)
+        #expect(try ConfigurationLoader.parse([("a.yaml", "")]).cpu == .startingCPU)
     }
 
     @Test func laterFilesWinKeyByKey() throws {
@@ -118,6 +123,9 @@ import SCSI
         Refusal(yaml: "control: {mode: \"999\"}", key: "control.mode", reason: "permissions"),
         Refusal(yaml: "log: {level: loud}", key: "log.level", reason: "must be one of"),
         Refusal(yaml: "enabled: yes please", key: "enabled", reason: "true or false"),
+        Refusal(yaml: "cpu: -1", key: "cpu", reason: "auto, none or a CPU number"),
+        Refusal(yaml: "cpu: fast", key: "cpu", reason: "auto, none or a CPU number"),
+        Refusal(yaml: "cpu: true", key: "cpu", reason: "auto, none or a CPU number"),
         Refusal(yaml: "- a\n- b", key: "", reason: "top level must be a mapping"),
         Refusal(yaml: "gadget: [1, 2", key: "", reason: "not valid YAML"),
     ]

@@ -28,4 +28,11 @@ int umsd_functionfs_endpoint_max_packet_size(int fd);
 /// fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): glibc declares fallocate only under _GNU_SOURCE.
 int umsd_punch_hole(int fd, long long offset, long long length);
 
+/// Pins the calling thread (and the threads it creates from then on) to one CPU: sched_setaffinity with a
+/// CPU_SET, which are macros. 0 on success, -1 + errno (EINVAL for a CPU that does not exist or is offline).
+int umsd_pin_thread(int cpu);
+
+/// sched_getcpu(): the CPU the calling thread runs on now, or -1 + errno.
+int umsd_current_cpu(void);
+
 #endif
