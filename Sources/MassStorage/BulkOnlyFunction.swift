@@ -17,7 +17,15 @@ final class BulkOnlyFunction {
     private let endpoints: FunctionFSEndpoints
     private let aio: AsyncIO
     /// The backing file of each LUN's loaded medium, by LUN.
-    private(set) var images: [ImageFile?]
+    private(set) var images: [ImageFile?] {
+        // A new medium starts with no stream and nothing read ahead.
+        didSet {
+            for lun in images.indices where images[lun] !== oldValue[lun] {
+                lastReadEnd[lun] = 0
+                prefetchedUntil[lun] = 0
+            }
+        }
+    }
     /// Files the operator loaded that the target has not put in the drive yet (the host holds the old medium).
     private var pendingImages: [(id: UInt64, file: ImageFile)?]
     private var nextMediumID: UInt64 = 1
