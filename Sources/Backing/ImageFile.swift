@@ -74,7 +74,8 @@ public final class ImageFile {
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let mapped = mmap(nil, Int(size), readOnly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
         mapping = mapped == MAP_FAILED ? nil : mapped
-        if let mapping { _ = madvise(mapping, Int(size), MADV_SEQUENTIAL) }
+        // No read-around on faults: the target asks for each command's pages, and a stream's next ones, itself.
+        if let mapping { _ = madvise(mapping, Int(size), MADV_RANDOM) }
         let allocated = UInt64(status.st_blocks) * 512
         readsThroughMapping = mapping != nil && (!onTmpfs || allocated >= size)
     }
@@ -103,18 +104,26 @@ public final class ImageFile {
     }
 
     /// Asks the kernel to start reading [offset, offset + length) into the page cache, without waiting for it.
-    /// The corresponding C call is `madvise(MADV_WILLNEED)` (or `posix_fadvise(WILLNEED)` without a mapping).
+    /// The corresponding C call is `madvise(MADV_WILLNEED)` (or `posix_fadvise(WILLNEED)` without a mapping),
+    /// once per `prefetchChunk`: the kernel cuts each call to the read-ahead size (`force_page_cache_ra`).
     public func prefetch(at offset: UInt64, length: UInt64) {
         guard offset < size else { return }
         let end = min(size, offset + length)
         let page: UInt64 = 4096
-        let start = offset / page * page
-        if let mapping {
-            _ = madvise(mapping + Int(start), Int(end - start), MADV_WILLNEED)
-        } else {
-            _ = posix_fadvise(fd, off_t(start), off_t(end - start), POSIX_FADV_WILLNEED)
+        var start = offset / page * page
+        while start < end {
+            let chunk = min(end - start, Self.prefetchChunk)
+            if let mapping {
+                _ = madvise(mapping + Int(start), Int(chunk), MADV_WILLNEED)
+            } else {
+                _ = posix_fadvise(fd, off_t(start), off_t(chunk), POSIX_FADV_WILLNEED)
+            }
+            start += chunk
         }
     }
+
+    /// The most one WILLNEED call reads: Linux's default read-ahead size (`read_ahead_kb` 128).
+    static let prefetchChunk: UInt64 = 128 << 10
 
     /// Fills `buffer` from `offset`, zero past the end of the file. Throws only on an I/O error.
     /// The corresponding C call is `pread`.
