@@ -74,8 +74,7 @@ public final class ImageFile {
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let mapped = mmap(nil, Int(size), readOnly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
         mapping = mapped == MAP_FAILED ? nil : mapped
-        // No read-around on faults: the target asks for each command's pages, and a stream's next ones, itself.
-        if let mapping { _ = madvise(mapping, Int(size), MADV_RANDOM) }
+        if let mapping { _ = madvise(mapping, Int(size), MADV_SEQUENTIAL) }
         let allocated = UInt64(status.st_blocks) * 512
         readsThroughMapping = mapping != nil && (!onTmpfs || allocated >= size)
     }

@@ -31,7 +31,7 @@ final class BulkOnlyFunction {
     private var nextMediumID: UInt64 = 1
     /// Data-out transfers landing straight in an image mapping: no image may be unmapped while any is in flight.
     private var directWritesInFlight = 0
-    /// Where each LUN's last read or write ended, to recognise a sequential stream.
+    /// Where each LUN's last read ended, to recognise a sequential stream.
     private var lastReadEnd: [UInt64]
     /// How far each LUN's stream has been asked to be read ahead.
     private var prefetchedUntil: [UInt64]
@@ -153,31 +153,23 @@ final class BulkOnlyFunction {
 
     var completionFD: Int32 { aio.eventFD }
 
-    /// Asks the kernel to read a command's blocks into the page cache before f_fs touches them through the mapping
-    /// and, when the command continues the previous one (a stream), what comes next as well, so the next CBW finds
-    /// its data in the page cache.
+    /// A read that continues the previous one is a stream: have the kernel fetch what comes next while this
+    /// command's data crosses the bus, so the next CBW finds its data in the page cache.
     ///
-    /// The mapping is `MADV_RANDOM`: a fault reads only its own page, not the read-around (up to twice the
-    /// read-ahead size) that a random 4 KiB read would otherwise cost. A command's own pages, when more than one,
-    /// are asked for at once (its faults then wait for I/O already under way instead of reading page by page),
-    /// unless its stream's window covered them already. The window is at least 2 MiB (four commands' worth when
-    /// they are bigger), and asked for again only once less than half of it is left ahead.
+    /// The window is at least 2 MiB (four commands' worth when they are bigger), and asked for again only once
+    /// less than half of it is left ahead: one `madvise` per megabyte or so, not one per command.
     private func readAhead(lun: Int, range: BlockRange) {
         guard let image = images[lun] else { return }
         let end = range.byteOffset + range.byteCount
-        let sequential = range.byteOffset == lastReadEnd[lun]
-        // Where what has not been asked for yet begins.
-        let asked = sequential ? max(prefetchedUntil[lun], range.byteOffset) : range.byteOffset
-        var wanted = end
-        if sequential {
+        if range.byteOffset == lastReadEnd[lun] {
             let window = max(4 * range.byteCount, 2 << 20)
-            if asked < end + window / 2 { wanted = end + window }
-        }
-        if wanted > asked {
-            // A single page is left to its fault, which reads just that page: no system call on a warm 4 KiB read.
-            let page: UInt64 = 4096
-            if asked / page != (wanted - 1) / page { image.prefetch(at: asked, length: wanted - asked) }
-            prefetchedUntil[lun] = wanted
+            if prefetchedUntil[lun] < end + window / 2 {
+                let from = max(end, prefetchedUntil[lun])
+                image.prefetch(at: from, length: end + window - from)
+                prefetchedUntil[lun] = end + window
+            }
+        } else {
+            prefetchedUntil[lun] = 0
         }
         lastReadEnd[lun] = end
     }
@@ -402,13 +394,7 @@ final class BulkOnlyFunction {
         command = ActiveCommand(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
                           failure: failure)
         logger.trace("CBW tag \(cbw.tag) LUN \(lun) opcode \(cbw.commandBlock[0]) plan \(plan)")
-        switch reply {
-        case .read(let range), .readCD(let range, _): readAhead(lun: lun, range: range)
-        // Received data lands in the mapping too, and a write fault reads the page in first.
-        case .write(let range, _) where images[lun]?.mappedForWriting(at: range.byteOffset, length: 1) != nil:
-            readAhead(lun: lun, range: range)
-        default: break
-        }
+        if case .read(let range) = reply { readAhead(lun: lun, range: range) }
         // Commands without a data phase that still touch the medium run now, before their CSW.
         if plan.send == 0 && plan.receive == 0 && command?.failure == nil { runWithoutData(&command!) }
         if plan.receive + plan.discard == 0 && !plan.stallOut {
