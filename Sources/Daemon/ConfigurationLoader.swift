@@ -130,8 +130,14 @@ public enum ConfigurationLoader {
             if let v = state["file"] { configuration.stateFile = try reader.path(v, "state.file") }
         }
         if let value = top["cpu"] {
-            let text = value is Bool ? nil : (value as? Int).map(String.init) ?? value as? String
-            guard let text, let pinning = CPUPinning(text) else {
+            let pinning: CPUPinning? =
+                switch value {
+                case is Bool: nil
+                case let number as Int: CPUPinning(String(number))
+                case let text as String: CPUPinning(text)
+                default: nil
+                }
+            guard let pinning else {
                 throw reader.error("cpu", "must be auto, none or a CPU number from 0")
             }
             configuration.cpu = pinning

@@ -92,7 +92,7 @@ public enum CBWReadMode: String, Sendable, CaseIterable {
 }
 
 /// Which CPU the serving thread runs on. Pinning it kept 1 MiB reads at queue depth 4 on one CPU instead of moving
-/// between the virtual board's two, 21-28% faster in Docs/performance.md's A/B; `none` leaves it to the scheduler,
+/// between the virtual board's two, 19-27% faster in Docs/performance.md's A/B; `none` leaves it to the scheduler,
 /// for a board whose CPUs are busy with other work (a video encoder) that umsd should make room for.
 public enum CPUPinning: Sendable, Equatable, CustomStringConvertible {
     /// Not pinned.

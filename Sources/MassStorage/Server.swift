@@ -66,7 +66,8 @@ public final class Server {
 
     /// Creates and binds the gadget, serves the host, and on SIGINT/SIGTERM removes every trace of it.
     public func run() throws(ServerError) {
-        // First, before any gadget exists to clean up; the watcher thread started below inherits the CPU.
+        // First, before any gadget exists to clean up. Only this thread and the watcher it starts below inherit the
+        // CPU: the serving path creates no other threads, and the daemon's HTTP service starts its own before this.
         try pinServingThread()
         let name = configuration.gadget.name
         // Joining an appliance's gadget: "auto" means the controller it is bound to now.

@@ -1,7 +1,7 @@
 import Testing
 @testable import Daemon
-import SCSI
 import MassStorage
+import SCSI
 
 @Suite struct ConfigurationTests {
     @Test func emptyConfigurationIsAllDefaults() throws {
