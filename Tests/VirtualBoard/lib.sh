@@ -1,11 +1,48 @@
-# Helpers for tests that run inside the virtual board (Board/virtual/run): a tiny TAP-like reporter, and
-# finding the block devices of a gadget through sysfs by VID:PID and serial, never by a guessed /dev name.
+# Helpers for tests that run inside the virtual board (Board/virtual/run): a TAP-like reporter with a plan, SCSI
+# sense from sg3_utils output, and finding the block devices of a gadget through sysfs by VID:PID and serial, never
+# by a guessed /dev name.
+#
+# A board script is honest about how many checks it runs: a check skipped by control flow, an empty loop or a
+# script that stops early must show up as a failure, not as a shorter list of passes.
+#
+#   plan N                 Once, before the first check: this script runs exactly N checks (prints "1..N"). Where
+#                          the count depends on the speed, compute N first (at_speed). No plan is a failure.
+#   check NAME CMD...      Runs CMD; "ok - NAME" if it exits 0, else "not ok - NAME". Counts one check. Everything
+#                          that decides the result must be inside CMD (use bash -c or a function for a compound).
+#   ok NAME, not_ok NAME   Counts one check whose result the script decided itself.
+#   note TEXT...           "# TEXT": a diagnostic; counts nothing.
+#   at_speed SPEED         True when the board runs at SPEED (high or super). Checks that do not depend on the USB
+#                          speed (CLI refusals, configuration errors) run under `if at_speed high` and the plan
+#                          counts them only there, so that no check counts twice.
+#   bail_out REASON        The script cannot go on: "not ok - REASON", the summary, exit 1. The checks not run yet
+#                          fail by count.
+#   summary                Last line: "# SPEED speed: P passed, F failed"; one more failure if the count is not the
+#                          plan ("only M of N planned checks ran"). Returns non-zero on any failure.
+#
+#   sense_of CMD...        Runs an sg3_utils command and prints the sense it got as kk/aa/qq (hex, lowercase), or
+#                          "none" if it got none; pass the tool -vv so that it prints the raw sense bytes.
+#   has_sense EXPECTED CMD...  True when CMD exits non-zero with sense EXPECTED ("05/24/00", or a glob such as
+#                          "02/3a/*"); otherwise says on a "#" line what it got.
+#   check_sense NAME EXPECTED CMD...  check NAME has_sense EXPECTED CMD...
+#
+#   usb_device VID PID SERIAL, lun_block_device VID PID SERIAL LUN, wait_for SECONDS CMD..., matches STRING GLOB
 
 passed=0
 failed=0
+planned=
+
+plan() {
+    if [ -n "$planned" ]; then
+        not_ok "plan declared once (again: $1, first: $planned)"
+        return 1
+    fi
+    planned=$1
+    echo "1..$planned"
+}
 
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+note() { echo "# $*"; }
 
 # check NAME COMMAND...: runs the command, records pass or fail.
 check() {
@@ -14,12 +51,74 @@ check() {
     if "$@"; then ok "$name"; else not_ok "$name"; fi
 }
 
+at_speed() { [ "${UMSD_BOARD_SPEED:-high}" = "$1" ]; }
+
+bail_out() {
+    not_ok "$*"
+    summary
+    exit 1
+}
+
 # matches STRING GLOB
 matches() { case $1 in $2) return 0 ;; esac; return 1; }
 
 summary() {
+    local ran=$((passed + failed))
+    if [ -z "$planned" ]; then
+        not_ok "the script declared a plan (ran $ran checks without one)"
+    elif [ "$ran" -lt "$planned" ]; then
+        not_ok "only $ran of $planned planned checks ran"
+    elif [ "$ran" -gt "$planned" ]; then
+        not_ok "$ran checks ran, $planned planned: the plan is out of date"
+    fi
     echo "# ${UMSD_BOARD_SPEED:-?} speed: $passed passed, $failed failed"
     [ "$failed" -eq 0 ]
+}
+
+# sense_of COMMAND...: the sense key, ASC and ASCQ of the command's CHECK CONDITION, from the "Raw sense data" hex
+# dump that sg3_utils prints at -vv (fixed format 70h/71h: bytes 2, 12, 13; descriptor format 72h/73h: 1, 2, 3).
+sense_of() {
+    "$@" 2>&1 | awk '
+        /[Rr]aw sense data/ { raw = 1; next }
+        raw && /^[[:space:]]+([0-9a-fA-F][0-9a-fA-F][[:space:]]*)+$/ {
+            for (i = 1; i <= NF; i++) bytes[n++] = tolower($i)
+            next
+        }
+        raw { raw = 0 }
+        END {
+            if (n == 0) { print "none"; exit }
+            code = bytes[0]
+            if ((code == "70" || code == "71") && n >= 14) {
+                printf "0%s/%s/%s\n", substr(bytes[2], 2, 1), bytes[12], bytes[13]
+            } else if ((code == "72" || code == "73") && n >= 4) {
+                printf "0%s/%s/%s\n", substr(bytes[1], 2, 1), bytes[2], bytes[3]
+            } else {
+                print "unparsed:" code
+            }
+        }'
+}
+
+# has_sense EXPECTED COMMAND...
+has_sense() {
+    local expected out rc
+    expected=$(tr 'A-F' 'a-f' <<<"$1")
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    local seen
+    seen=$(sense_of cat <<<"$out")
+    # shellcheck disable=SC2254 # expected is a glob on purpose
+    case $seen in
+    $expected) [ "$rc" -ne 0 ] && return 0 ;;
+    esac
+    echo "# expected sense $expected and a non-zero exit; got sense $seen, exit $rc from: $*"
+    return 1
+}
+
+check_sense() {
+    local name=$1
+    shift
+    check "$name" has_sense "$@"
 }
 
 # usb_device VID PID SERIAL: the sysfs directory of the enumerated device, or nothing.
