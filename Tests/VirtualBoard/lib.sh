@@ -11,9 +11,10 @@
 #                          that decides the result must be inside CMD (use bash -c or a function for a compound).
 #   ok NAME, not_ok NAME   Counts one check whose result the script decided itself.
 #   note TEXT...           "# TEXT": a diagnostic; counts nothing.
-#   at_speed SPEED         True when the board runs at SPEED (high or super). Checks that do not depend on the USB
-#                          speed (CLI refusals, configuration errors) run under `if at_speed high` and the plan
-#                          counts them only there, so that no check counts twice.
+#   at_speed SPEED         True when the board runs at SPEED (high or super).
+#   check_once NAME CMD... A check that does not depend on the USB speed (a CLI refusal, a configuration error, an
+#                          HTTP answer): runs and counts at high speed only, so that no check counts twice; the
+#                          plan counts it only there. CMD must have no side effect that later steps need.
 #   bail_out REASON        The script cannot go on: "not ok - REASON", the summary, exit 1. The checks not run yet
 #                          fail by count.
 #   summary                Last line: "# SPEED speed: P passed, F failed"; one more failure if the count is not the
@@ -25,6 +26,10 @@
 #                          "02/3a/*"); otherwise says on a "#" line what it got.
 #   check_sense NAME EXPECTED CMD...  check NAME has_sense EXPECTED CMD...
 #
+#   read_fails_with MESSAGE FILE  True when reading FILE fails, with MESSAGE (strerror text) on stderr, and yields
+#                          no byte at all: no stale data passed off as the file.
+#   sg_node /dev/BLOCK     The SCSI generic node (/dev/sgN) of a disk or CD: commands sent there reach the device
+#                          even where the block layer would refuse them (a write to a read-only disk).
 #   usb_device VID PID SERIAL, lun_block_device VID PID SERIAL LUN, wait_for SECONDS CMD..., matches STRING GLOB
 
 passed=0
@@ -53,6 +58,11 @@ check() {
 
 at_speed() { [ "${UMSD_BOARD_SPEED:-high}" = "$1" ]; }
 
+check_once() {
+    at_speed high || return 0
+    check "$@"
+}
+
 bail_out() {
     not_ok "$*"
     summary
@@ -76,7 +86,8 @@ summary() {
 }
 
 # sense_of COMMAND...: the sense key, ASC and ASCQ of the command's CHECK CONDITION, from the "Raw sense data" hex
-# dump that sg3_utils prints at -vv (fixed format 70h/71h: bytes 2, 12, 13; descriptor format 72h/73h: 1, 2, 3).
+# dump that sg3_utils prints at -vv (fixed format 70h/71h, F0h/F1h with the VALID bit: bytes 2, 12, 13; descriptor
+# format 72h/73h: bytes 1, 2, 3).
 sense_of() {
     "$@" 2>&1 | awk '
         /[Rr]aw sense data/ { raw = 1; next }
@@ -88,7 +99,7 @@ sense_of() {
         END {
             if (n == 0) { print "none"; exit }
             code = bytes[0]
-            if ((code == "70" || code == "71") && n >= 14) {
+            if ((code == "70" || code == "71" || code == "f0" || code == "f1") && n >= 14) {
                 printf "0%s/%s/%s\n", substr(bytes[2], 2, 1), bytes[12], bytes[13]
             } else if ((code == "72" || code == "73") && n >= 4) {
                 printf "0%s/%s/%s\n", substr(bytes[1], 2, 1), bytes[2], bytes[3]
@@ -142,6 +153,34 @@ lun_block_device() {
     for block in "$dev"/*:1.*/host*/target*/*:*:*:"$4"/block/*; do
         [ -e "$block" ] || continue
         echo "/dev/$(basename "$block")"
+        return 0
+    done
+    return 1
+}
+
+# read_fails_with MESSAGE FILE
+read_fails_with() {
+    local data err rc bytes result=1
+    data=$(mktemp) err=$(mktemp)
+    cat "$2" >"$data" 2>"$err"
+    rc=$?
+    bytes=$(stat -c %s "$data")
+    if [ "$rc" -ne 0 ] && [ "$bytes" = 0 ] && grep -q -- "$1" "$err"; then
+        result=0
+    else
+        echo "# reading $2: exit $rc, $bytes bytes (expected a failure, no byte, \"$1\"): $(head -c 300 "$err")"
+    fi
+    rm -f "$data" "$err"
+    return $result
+}
+
+# sg_node /dev/BLOCK: /dev/sgN of the same SCSI device, or nothing.
+sg_node() {
+    local node
+    [ -n "$1" ] || return 1
+    for node in /sys/block/"${1#/dev/}"/device/scsi_generic/*; do
+        [ -e "$node" ] || continue
+        echo "/dev/$(basename "$node")"
         return 0
     done
     return 1

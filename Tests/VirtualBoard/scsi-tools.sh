@@ -12,6 +12,7 @@ read -ra run_args <<<"${UMSD_RUN_ARGS:-}"
 vid=1d6b pid=0104 serial=5C5100000000CAFE
 work=$(mktemp -d /tmp/umsd-scsi.XXXXXX)
 umsd_pid=
+plan 55
 
 start_umsd() {
     "$umsd" run "${run_args[@]}" --serial "$serial" --log-level debug "$@" >>"$work/umsd.log" 2>&1 &
@@ -41,7 +42,7 @@ mkfs.vfat -n UMSDFLASH "$work/flash.img" >/dev/null
 
 echo "# part 1: a CD and a writable flash drive"
 start_umsd --image "$work/cd.iso" --cdrom --image "$work/flash.img" --rw
-wait_for 30 lun 1 || { not_ok "device appeared"; cat "$work/umsd.log"; summary; exit 1; }
+wait_for 30 lun 1 || { sed 's/^/# /' "$work/umsd.log"; bail_out "device appeared"; }
 sr=$(lun 0)
 sd=$(lun 1)
 
@@ -72,12 +73,15 @@ session=$(raw_hex 12 $sr 43 00 01 00 00 00 00 00 0c 00)
 check "READ TOC format 1 (session)" [ "$session" = "000a010100140100""00000000" ]
 check "READ TOC byte-9 session form = format 1" [ "$(raw_hex 12 $sr 43 00 00 00 00 00 00 00 0c 40)" = "$session" ]
 full=$(raw_hex 48 $sr 43 02 02 00 00 00 01 00 30 00)
-check "READ TOC format 2 (full TOC), lead-out A2 in MSF" [ "${full:0:8}" = "002e0101" ] && [ "${full:56:22}" = "011400a2000000$(msf $cd_blocks)" ]
+# After the 4-byte header, 11-byte descriptors A0, A1, A2, track 1: A2 is bytes 26-36.
+check "READ TOC format 2 (full TOC), lead-out A2 in MSF" \
+    [ "${full:0:8} ${full:52:22}" = "002e0101 011400a2000000$(msf $cd_blocks)" ]
 check "READ TOC byte-9 full form = format 2" [ "$(raw_hex 48 $sr 43 02 00 00 00 00 01 00 30 80)" = "$full" ]
 check "READ DISC INFORMATION: complete disc" [ "$(raw_hex 34 $sr 51 00 00 00 00 00 00 00 22 00 | cut -c1-16)" = "00200e0101010120" ]
 check "READ TRACK INFORMATION: track size = capacity" \
     [ "$(raw_hex 36 $sr 52 01 00 00 00 01 00 00 24 00 | cut -c49-56)" = "$n" ]
-check "READ DVD STRUCTURE refused on a CD" bash -c "! sg_raw -r 8 $sr ad 00 00 00 00 00 00 00 00 08 00 00 2>/dev/null"
+check_sense "READ DVD STRUCTURE refused on a CD: cannot read medium, incompatible format" 05/30/02 \
+    sg_raw -vv -r 8 "$sr" ad 00 00 00 00 00 00 00 00 08 00 00
 raw=$(sg_raw -r 2352 -b $sr be 00 00 00 00 10 00 00 01 f8 00 00 2>/dev/null | od -An -tx1 -v | tr -d ' \n')
 check "READ CD raw sector: sync and header of LBA 16" [ "${raw:0:32}" = "00ffffffffffffffffffff0000021601" ]
 check "READ CD raw sector: user data is the image's" \
@@ -128,13 +132,15 @@ check "WRITE SAME without UNMAP writes the block everywhere" \
 # Through the generic sg node: the sr driver unlocks the door on every last close of /dev/srN, and Linux's eject
 # ioctl unlocks it before ejecting, so the lock is tested with bare PREVENT and START STOP UNIT commands.
 sg=/dev/$(ls /sys/block/"${sr#/dev/}"/device/scsi_generic/)
-check "sg_prevent: the lock refuses a START STOP UNIT eject" bash -c "sg_prevent --prevent=1 $sg && ! sg_start --eject $sg 2>/dev/null"
+locked_eject_refused() { sg_prevent --prevent=1 "$sg" && has_sense 05/53/02 sg_start -vv --eject "$sg"; }
+check "sg_prevent: the lock refuses a START STOP UNIT eject: medium removal prevented" locked_eject_refused
 check "sg_prevent --allow, then eject works" bash -c "sg_prevent --allow $sg && eject $sr"
-check "after eject: not ready" bash -c "sg_turs $sr 2>&1 | grep -qi 'not ready'"
+check_sense "after eject: not ready, medium not present, tray open" 02/3a/02 sg_turs -vv "$sr"
 check "after eject: MECHANISM STATUS says the door is open" \
     [ "$(raw_hex 8 $sr bd 00 00 00 00 00 00 00 00 08 00 00)" = "0010000000000000" ]
 check "eject -t closes the tray" eject -t "$sr"
-check "closing the tray does not bring the ejected disc back" bash -c "! sg_turs $sr 2>/dev/null"
+check_sense "closing the tray does not bring the ejected disc back: medium not present, tray closed" 02/3a/01 \
+    sg_turs -vv "$sr"
 stop_umsd
 
 echo "# part 2: a DVD-sized image and a 4.5 GB one"
@@ -147,7 +153,7 @@ truncate -s 4500000000 "$work/big.iso"
 head -c 1M /dev/urandom >"$work/tail"
 dd if="$work/tail" of="$work/big.iso" bs=1M seek=4290 conv=notrunc status=none
 start_umsd --image "$work/dvd.iso" --cdrom --image "$work/big.iso" --media cd --cd-inquiry "HL-DT-ST:DVDRAM GP57EB40:PR10"
-wait_for 30 lun 1 || { not_ok "DVD device appeared"; summary; exit 1; }
+wait_for 30 lun 1 || { sed 's/^/# /' "$work/umsd.log"; bail_out "DVD device appeared"; }
 dvd=$(lun 0)
 big=$(lun 1)
 check "sg_get_config: a 1 GiB image is a DVD-ROM" bash -c "sg_get_config $dvd | grep -q 'Current profile: DVD-ROM'"
