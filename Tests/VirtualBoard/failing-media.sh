@@ -36,16 +36,6 @@ stop_umsd() {
 
 alive() { [ -n "$umsd_pid" ] && kill -0 "$umsd_pid" 2>/dev/null; }
 
-# generic_node /dev/BLOCK: /dev/sgN of the same SCSI device. Commands go there so that the block layer neither
-# caches nor retries them.
-generic_node() {
-    local node
-    for node in /sys/block/"${1#/dev/}"/device/scsi_generic/*; do
-        [ -e "$node" ] && echo "/dev/${node##*/}" && return 0
-    done
-    return 1
-}
-
 # be32 N: N as four CDB bytes.
 be32() { printf '%02x %02x %02x %02x' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(($1 >> 8 & 255)) $(($1 & 255)); }
 be16() { printf '%02x %02x' $(($1 >> 8 & 255)) $(($1 & 255)); }
@@ -218,7 +208,7 @@ wait_for 30 lun_block_device $vid $pid $serial 0 && wait_for 10 lun_block_device
 }
 sd=$(lun_block_device $vid $pid $serial 0)
 sr=$(lun_block_device $vid $pid $serial 1)
-sd_sg=$(generic_node "$sd") sr_sg=$(generic_node "$sr")
+sd_sg=$(sg_node "$sd") sr_sg=$(sg_node "$sr")
 [ -n "$sd_sg" ] && [ -n "$sr_sg" ] || bail_out "generic nodes for $sd and $sr"
 resets_before=$(resets)
 
@@ -294,7 +284,7 @@ wait_for 30 lun_block_device $vid $pid $serial 0 && wait_for 10 lun_block_device
 }
 sr=$(lun_block_device $vid $pid $serial 0)
 sd=$(lun_block_device $vid $pid $serial 1)
-sr_sg=$(generic_node "$sr") sd_sg=$(generic_node "$sd")
+sr_sg=$(sg_node "$sr") sd_sg=$(sg_node "$sd")
 [ -n "$sd_sg" ] && [ -n "$sr_sg" ] || bail_out "generic nodes for $sr and $sd"
 resets_before=$(resets)
 
