@@ -16,6 +16,9 @@ vid=1d6b pid=0104 serial=B07C0FFEE0000001
 pattern_lba=4096
 work=$(mktemp -d /tmp/umsd-bot.XXXXXX)
 umsd_pid=
+# bot_conformance.py's 29 checks (it prints its own plan, which must agree) and 5 here.
+python_plan=29
+plan $((python_plan + 5))
 
 cleanup() {
     [ -z "$umsd_pid" ] || kill -TERM "$umsd_pid" 2>/dev/null
@@ -32,9 +35,7 @@ show_log() {
 }
 
 if ! "$python" -c 'import usb.core, usb.backend.libusb1 as b; assert b.get_backend(), "no libusb-1.0"' 2>"$work/err"; then
-    not_ok "pyusb is importable by $python: install python3-usb on the host ($(tail -n 1 "$work/err"))"
-    summary
-    exit 1
+    bail_out "pyusb is importable by $python: install python3-usb on the host ($(tail -n 1 "$work/err"))"
 fi
 
 # Test data: a 4 MiB random disk (8192 blocks, room for a 1 MiB READ) and a small ISO.
@@ -52,20 +53,21 @@ umsd_pid=$!
 
 # Let usb-storage finish its own probing (and eat the power-on UNIT ATTENTIONs) before taking the interface.
 if ! wait_for 30 usb_device $vid $pid $serial; then
-    not_ok "umsd enumerates"
     show_log 60
-    summary
-    exit 1
+    bail_out "umsd enumerates"
 fi
 wait_for 30 lun_block_device $vid $pid $serial 1 && wait_for 10 lun_block_device $vid $pid $serial 0 \
     || echo "# the host's block devices did not appear; testing the transport anyway"
 dev=$(usb_device $vid $pid $serial)
 
-# Each line of the Python checker counts here, through lib.sh, so the summary line covers it.
+# Each line of the Python checker counts here, through lib.sh, so the summary line covers it. Its plan line
+# becomes a note, so that this script's plan stays the only one.
+python_planned=
 while IFS= read -r line; do
     case $line in
     "ok - "*) ok "${line#ok - }" ;;
     "not ok - "*) not_ok "${line#not ok - }" ;;
+    1..*) python_planned=${line#1..} && note "bot_conformance.py plans $python_planned checks" ;;
     *) echo "$line" ;;
     esac
 done < <(timeout 300 "$python" "$here/bot_conformance.py" --bus "$(cat "$dev/busnum")" --address "$(cat "$dev/devnum")" \
@@ -73,8 +75,11 @@ done < <(timeout 300 "$python" "$here/bot_conformance.py" --bus "$(cat "$dev/bus
     --pattern-lba $pattern_lba --pattern-file "$work/pattern.bin" 2>&1)
 wait $!
 status=$?
-# 0: all passed, 1: some check failed (already counted); anything else: it crashed or timed out.
-[ $status -le 1 ] || not_ok "bot_conformance.py ran to the end (exit $status$([ $status = 124 ] && echo ", timed out"))"
+# 0: all passed, 1: some check failed (already counted); 2: it could not run, 3: it crashed, 124: timed out.
+check "bot_conformance.py ran to the end (exit $status$([ $status = 124 ] && echo ", timed out"))" \
+    [ "$status" = 0 -o "$status" = 1 ]
+check "bot_conformance.py planned the $python_plan checks counted here (it said ${python_planned:-nothing})" \
+    [ "$python_planned" = "$python_plan" ]
 
 driver=$(readlink "$dev/$(basename "$dev"):1.0/driver")
 check "usb-storage is bound to the interface again (${driver##*/})" [ "${driver##*/}" = usb-storage ]

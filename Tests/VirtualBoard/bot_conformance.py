@@ -8,8 +8,9 @@ wrong directions and broken CBWs.
 
 Expectations come from the BOT 1.0 specification (section numbers in the comments), not from umsd's code.
 
-Output: one "ok - ..." or "not ok - ..." line per check and "# ..." diagnostics.
-Exit status: 0 all checks passed, 1 some check failed, 2 the test could not run at all.
+Output: a plan line "1..N", one "ok - ..." or "not ok - ..." line per check and "# ..." diagnostics.
+Exit status: 0 all N checks passed, 1 some check failed or fewer than N ran, 2 the test could not run at all,
+3 the checker itself crashed (an exception no check expects; the checks it had not run yet are lost).
 """
 
 import argparse
@@ -18,6 +19,7 @@ import os
 import struct
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 import usb.core
@@ -256,14 +258,28 @@ class Bot:
 
 class Reporter:
     def __init__(self):
+        self.passed = 0
         self.failed = 0
+        self.planned = None
+
+    def plan(self, count):
+        self.planned = count
+        print(f"1..{count}", flush=True)
 
     def ok(self, name):
+        self.passed += 1
         print(f"ok - {name}", flush=True)
 
     def not_ok(self, name, why):
         self.failed += 1
         print(f"not ok - {name}: {why}", flush=True)
+
+    def complete(self):
+        """All planned checks ran and passed; a shortfall is one more failure."""
+        ran = self.passed + self.failed
+        if self.planned is not None and ran != self.planned:
+            self.not_ok("bot_conformance.py ran its plan", f"{ran} of {self.planned} planned checks ran")
+        return self.failed == 0
 
     def note(self, text):
         print(f"# {text}", flush=True)
@@ -292,8 +308,9 @@ class Conformance:
         except (CheckFailed, usb.core.USBError) as error:
             self.report.not_ok(name, error)
             self.recover()
-        else:
-            self.report.ok(f"{name}: {detail}" if detail else name)
+            return False
+        self.report.ok(f"{name}: {detail}" if detail else name)
+        return True
 
     def recover(self):
         try:
@@ -551,30 +568,43 @@ class Conformance:
             expect(data == self.disk[lba * DISK_BLOCK:(lba + count) * DISK_BLOCK],
                    f"disk READ(10) LBA {lba} x{count} differs from the image")
 
-    def all(self):
+    def check_reference_inquiry(self):
         bot = self.bot
-        self.run("Get Max LUN returns 1 for two LUNs", self.check_get_max_lun)
+        bot.make_ready(DISK_LUN)
+        reference = bot.command(DISK_LUN, inquiry(36), data_in=36)
+        expect(reference.csw.status == PASSED and len(reference.data) == 36, reference.describe())
+        self.inquiry_data = reference.data
 
-        try:
-            bot.make_ready(DISK_LUN)
-            reference = bot.command(DISK_LUN, inquiry(36), data_in=36)
-            expect(reference.csw.status == PASSED and len(reference.data) == 36, reference.describe())
-            self.inquiry_data = reference.data
-        except (CheckFailed, usb.core.USBError) as error:
-            self.report.not_ok("a plain INQUIRY of LUN 0 works (needed by the checks below)", error)
-            return
+    def checks(self):
+        """Every check, in order: (name, method, arguments). Its length is the plan."""
+        return [
+            ("Get Max LUN returns 1 for two LUNs", self.check_get_max_lun, ()),
+            (REFERENCE_INQUIRY, self.check_reference_inquiry, ()),
+            *((f"BOT case {case['number']} ({case['what']})", self.check_case, (case,))
+              for case in self.thirteen_cases()),
+            *((f"{name} is refused until Reset Recovery", self.check_refused_cbw, (raw,))
+              for name, raw in self.refused_cbws()),
+            ("Reset Recovery in the middle of a 1 MiB READ(10); next INQUIRY and READ(10) are right",
+             self.check_reset_mid_data, ()),
+            ("200 back-to-back TEST UNIT READY with length 0", self.check_many_test_unit_ready, ()),
+            ("READ(10)/WRITE(10) of 0 blocks with length 0", self.check_zero_block_transfers, ()),
+            ("disk READ(10) through raw BOT matches the image", self.check_disk_reads_image, ()),
+            ("WRITE(10) random blocks, READ(10) reads them back", self.check_write_read_back, ()),
+            ("CD READ(10) through raw BOT matches the ISO", self.check_cd_reads_image, ()),
+        ]
 
-        for case in self.thirteen_cases():
-            self.run(f"BOT case {case['number']} ({case['what']})", self.check_case, case)
-        for name, raw in self.refused_cbws():
-            self.run(f"{name} is refused until Reset Recovery", self.check_refused_cbw, raw)
-        self.run("Reset Recovery in the middle of a 1 MiB READ(10); next INQUIRY and READ(10) are right",
-                 self.check_reset_mid_data)
-        self.run("200 back-to-back TEST UNIT READY with length 0", self.check_many_test_unit_ready)
-        self.run("READ(10)/WRITE(10) of 0 blocks with length 0", self.check_zero_block_transfers)
-        self.run("disk READ(10) through raw BOT matches the image", self.check_disk_reads_image)
-        self.run("WRITE(10) random blocks, READ(10) reads them back", self.check_write_read_back)
-        self.run("CD READ(10) through raw BOT matches the ISO", self.check_cd_reads_image)
+    def all(self):
+        checks = self.checks()
+        self.report.plan(len(checks))
+        for name, check, args in checks:
+            passed = self.run(name, check, *args)
+            # Every later check compares with this INQUIRY's data: without it they cannot run, and the plan's
+            # shortfall says so.
+            if name == REFERENCE_INQUIRY and not passed:
+                return
+
+
+REFERENCE_INQUIRY = "a plain INQUIRY of LUN 0 works (needed by the checks below)"
 
 
 def expect_in_stall(bot, what):
@@ -589,17 +619,7 @@ def expect_in_stall(bot, what):
     raise CheckFailed(f"{what}: got {len(data)} bytes ({data[:16].hex()}) instead of a STALL")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bus", type=int, required=True)
-    parser.add_argument("--address", type=int, required=True)
-    parser.add_argument("--disk-image", required=True, help="the image umsd serves as LUN 0 (read before any write)")
-    parser.add_argument("--cd-image", required=True, help="the ISO umsd serves as LUN 1")
-    parser.add_argument("--pattern-lba", type=int, required=True, help="where the integrity check writes")
-    parser.add_argument("--pattern-file", required=True, help="where to save what it wrote there")
-    args = parser.parse_args()
-    report = Reporter()
-
+def main(args, report):
     device = usb.core.find(bus=args.bus, address=args.address)
     if device is None:
         report.not_ok("pyusb finds the device", f"nothing at bus {args.bus} address {args.address}")
@@ -620,13 +640,34 @@ def main():
     try:
         Conformance(bot, report, disk, cd, args.pattern_lba, args.pattern_file).all()
     finally:
+        # Not a check: bot-conformance.sh checks that usb-storage is bound again, which is what matters.
         try:
             bot.release()
-            report.ok("interface released, usb-storage re-attached")
+            report.note("interface released, usb-storage re-attached")
         except usb.core.USBError as error:
-            report.not_ok("interface released, usb-storage re-attached", error)
-    return 1 if report.failed else 0
+            report.note(f"releasing the interface failed: {error}")
+    return 0 if report.complete() else 1
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bus", type=int, required=True)
+    parser.add_argument("--address", type=int, required=True)
+    parser.add_argument("--disk-image", required=True, help="the image umsd serves as LUN 0 (read before any write)")
+    parser.add_argument("--cd-image", required=True, help="the ISO umsd serves as LUN 1")
+    parser.add_argument("--pattern-lba", type=int, required=True, help="where the integrity check writes")
+    parser.add_argument("--pattern-file", required=True, help="where to save what it wrote there")
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    arguments = parse_arguments()
+    reporter = Reporter()
+    try:
+        status = main(arguments, reporter)
+    except BaseException as crash:  # noqa: B036 - anything at all, Ctrl-C included, must end as a failure
+        reporter.not_ok("bot_conformance.py runs to the end", f"{type(crash).__name__}: {crash}")
+        for line in traceback.format_exc().splitlines():
+            reporter.note(line)
+        status = 3
+    sys.exit(status)
