@@ -70,6 +70,7 @@ let package = Package(
         .testTarget(name: "USBDescriptorsTests", dependencies: ["USBDescriptors"]),
         .testTarget(name: "BulkOnlyTests", dependencies: ["BulkOnly"]),
         .testTarget(name: "SCSITests", dependencies: ["SCSI"]),
+        .testTarget(name: "BackingTests", dependencies: ["Backing"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MassStorage"]),
         .testTarget(name: "MassStorageTests", dependencies: ["MassStorage", "FunctionFS"]),
         .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore"]),

@@ -71,9 +71,12 @@ public struct CBW: Sendable, Equatable {
     public var cdb: CommandBlockBytes { commandBlock.prefix(length: commandBlockLength) }
 
     /// What the host expects from the data phase.
+    /// On a 32-bit target a length of 2 GiB or more has no `Int`: `meaninglessness` refuses such a CBW, and here it
+    /// saturates rather than traps.
     public var hostExpectation: DataPhase {
         if dataTransferLength == 0 { return .none }
-        return isDataIn ? .toHost(Int(dataTransferLength)) : .fromHost(Int(dataTransferLength))
+        let length = Int(exactly: dataTransferLength) ?? Int.max
+        return isDataIn ? .toHost(length) : .fromHost(length)
     }
 
     /// Why a valid CBW is not meaningful (BOT 1.0 §6.2.2), or nil when it is.
@@ -83,6 +86,7 @@ public struct CBW: Sendable, Equatable {
         if lun > maxLUN { return .unsupportedLUN }
         if commandBlockLengthField & 0xE0 != 0 { return .reservedLengthBits }
         if !(1...16).contains(commandBlockLength) { return .badCommandBlockLength }
+        if Int(exactly: dataTransferLength) == nil { return .lengthBeyondAddressSpace }
         return nil
     }
 }
@@ -145,6 +149,8 @@ public enum CBWDefect: String, Sendable, Equatable {
     case unsupportedLUN = "LUN not supported"
     case reservedLengthBits = "reserved CB length bits set"
     case badCommandBlockLength = "CB length not 1..16"
+    /// Only on a 32-bit target: a transfer of 2 GiB or more, which no host sends to a USB drive.
+    case lengthBeyondAddressSpace = "transfer length beyond this system's address space"
 }
 
 /// bCSWStatus (BOT 1.0 §5.2).

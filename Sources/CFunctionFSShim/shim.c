@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <linux/usb/ch9.h>
+#include <sys/socket.h>
 
 // The Swift side decodes events byte by byte from this layout: 8-byte setup packet, type, 3 pad bytes.
 _Static_assert(sizeof(struct usb_functionfs_event) == 12, "usb_functionfs_event layout changed");
@@ -45,4 +46,16 @@ int umsd_pin_thread(int cpu) {
 
 int umsd_current_cpu(void) {
     return sched_getcpu();
+}
+
+int umsd_accept_nonblocking(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int umsd_peer_uid(int fd, unsigned int *uid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *uid = credentials.uid;
+    return 0;
 }

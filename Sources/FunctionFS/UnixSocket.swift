@@ -1,3 +1,4 @@
+import CFunctionFSShim
 import Glibc
 
 /// A listening Unix stream socket for the local control protocol: one request line in, one response line out.
@@ -5,20 +6,30 @@ public final class UnixListener {
     public let fd: Int32
     public let path: String
 
-    /// Binds `path` (replacing a stale socket file) with owner-only permissions.
+    /// Binds `path` (replacing a stale socket file) with owner-only permissions from the start: the socket is
+    /// created under a umask of 077, so there is no moment when it has the umask's mode. A symlink at `path` is
+    /// refused rather than followed by the later chmod and chown.
     /// The corresponding C calls are `socket`, `bind`, `chmod` and `listen`.
     public init(path: String) throws(SystemError) {
         self.path = path
+        var existing = stat()
+        if lstat(path, &existing) == 0, existing.st_mode & S_IFMT == S_IFLNK {
+            throw SystemError("bind \(path): a symlink is there", errno: ELOOP)
+        }
         fd = try check("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
         unlink(path)
         guard var address = unixAddress(path) else {
             close(fd)
             throw SystemError("bind \(path): path too long", errno: ENAMETOOLONG)
         }
+        let mask = umask(0o077)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 8) == 0 else {
+        let bindError = errno
+        umask(mask)
+        errno = bindError
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 64) == 0 else {
             let error = SystemError("listen on \(path)")
             close(fd)
             throw error
@@ -40,30 +51,21 @@ public final class UnixListener {
         try check("chmod \(path)") { chmod(path, mode_t(mode)) }
     }
 
-    /// Accepts one waiting client and reads its request line (at most 64 KiB, waiting at most a second for it).
-    public func acceptRequest() -> (client: Int32, line: [UInt8])? {
-        let client = accept(fd, nil, nil)
-        guard client >= 0 else { return nil }
-        _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-        // Accepted sockets do not inherit O_NONBLOCK on Linux: the read below waits, bounded by SO_RCVTIMEO.
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var line: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while line.count < 65536, !line.contains(10) {
-            let n = read(client, &chunk, chunk.count)
-            if n <= 0 { break }
-            line += chunk[0..<n]
+    /// Accepts one waiting client without blocking, as a non-blocking socket, and tells whether it runs as root.
+    /// Nil when nobody waits. The corresponding C calls are `accept4` and `getsockopt(SO_PEERCRED)`.
+    public func accept() -> (client: Int32, peerIsRoot: Bool)? {
+        while true {
+            let client = umsd_accept_nonblocking(fd)
+            if client < 0 {
+                if errno == EINTR { continue }
+                // ECONNABORTED: that client gave up while waiting; others may still wait.
+                if errno == ECONNABORTED { continue }
+                return nil
+            }
+            var uid: UInt32 = .max
+            let known = umsd_peer_uid(client, &uid) == 0
+            return (client, known && uid == 0)
         }
-        if let end = line.firstIndex(of: 10) { line.removeSubrange(end...) }
-        return (client, line)
-    }
-
-    /// Writes the response line and closes the connection.
-    public func respond(to client: Int32, _ bytes: [UInt8]) {
-        _ = (bytes + [10]).withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
-        close(client)
     }
 }
 

@@ -29,8 +29,8 @@ final class BulkOnlyFunction {
     /// Files the operator loaded that the target has not put in the drive yet (the host holds the old medium).
     private var pendingImages: [(id: UInt64, file: ImageFile)?]
     private var nextMediumID: UInt64 = 1
-    /// Data-out transfers landing straight in an image mapping: no image may be unmapped while any is in flight.
-    private var directWritesInFlight = 0
+    /// What was last reported about each LUN's image changing behind umsd's back (logged once per change).
+    private var reportedChanges: [ImageChange?]
     /// Where each LUN's last read ended, to recognise a sequential stream.
     private var lastReadEnd: [UInt64]
     /// How far each LUN's stream has been asked to be read ahead.
@@ -74,9 +74,10 @@ final class BulkOnlyFunction {
     private var timerInterval: Int?
 
     private enum SlotRole {
-        case idle, cbw, csw, dataIn(Int)
-        /// `direct`: received straight into the image's mapping rather than a pool buffer.
-        case dataOut(offset: Int, length: Int, direct: Bool)
+        case idle, cbw, csw, dataIn(offset: Int, length: Int)
+        /// `direct`: the image whose mapping the data is received straight into (rather than a pool buffer). The
+        /// slot holds it, so the mapping stays until the kernel is done with it, whatever the operator loads.
+        case dataOut(offset: Int, length: Int, direct: ImageFile?)
         /// An fdatasync of the command's image (FUA, SYNCHRONIZE CACHE); `lba` is reported if it fails.
         case sync(lba: UInt64)
     }
@@ -84,6 +85,9 @@ final class BulkOnlyFunction {
     fileprivate struct ActiveCommand {
         let cbw: CBW
         let lun: Int
+        /// The LUN's image when the command started: all of its I/O goes there, even if the operator changes the
+        /// medium in the meantime (the change reaches the host at the next command).
+        let image: ImageFile?
         let reply: Reply
         let plan: TransferPlan
         let started: UInt64
@@ -106,6 +110,8 @@ final class BulkOnlyFunction {
         var syncing = false
         /// Everything the host sent has been acted on (written, made durable, applied).
         var dataOutFinished = false
+        /// Medium work that must finish before the CSW (`doPendingWork`).
+        var work: MediumWork?
     }
 
     /// Whether the operator lets the host write each drive (flash drives only).
@@ -129,6 +135,7 @@ final class BulkOnlyFunction {
         self.endpoints = endpoints
         self.images = images
         pendingImages = Array(repeating: nil, count: images.count)
+        reportedChanges = Array(repeating: nil, count: images.count)
         lastReadEnd = Array(repeating: 0, count: images.count)
         prefetchedUntil = Array(repeating: 0, count: images.count)
         self.target = target
@@ -142,7 +149,8 @@ final class BulkOnlyFunction {
         generations = Array(repeating: 0, count: 4 + depth)
         batch = []
         batch.reserveCapacity(4 + depth)
-        scratch = .allocate(byteCount: max(transferSize ?? 64 * 1024, 8192), alignment: 4096)
+        // Large enough for the biggest data-out request (comparisons), and for VERIFY and WRITE SAME slices.
+        scratch = .allocate(byteCount: max(transferSize ?? 64 * 1024, 1 << 20), alignment: 4096)
         cbwBuffer = .allocate(byteCount: 1024, alignment: 64)
     }
 
@@ -264,8 +272,8 @@ final class BulkOnlyFunction {
     func reapCompletions() {
         aio.reap { tag, result in complete(tag: Int(tag), result: result) }
         advance()
-        // A media change may have waited for the last direct write to land.
-        if directWritesInFlight == 0 { for lun in images.indices { reconcileImages(lun: lun) } }
+        // A media change may have waited for the command using the drive to end.
+        for lun in images.indices { reconcileImages(lun: lun) }
         flush()
     }
 
@@ -303,11 +311,14 @@ final class BulkOnlyFunction {
             guard current, var cmd = command else { return }
             cmd.syncing = false
             if result < 0 {
-                logger.error("making \(images[cmd.lun]?.path ?? "the image") durable failed: \(errnoName(-result))")
+                let error = ImageError("Synchronizing \(cmd.image?.path ?? "the image") failed: \(errnoName(-result)).")
+                logger.error("\(error)")
+                // Sticky: Linux reports a writeback error once; the next fdatasync would succeed over lost data.
+                cmd.image?.recordWriteFailure(error)
                 cmd.failure = cmd.failure ?? target.writeFailed(lun: cmd.lun, lba: lba)
             }
             command = cmd
-        case .dataIn(let length):
+        case .dataIn(_, let length):
             release(tag)
             guard current, var cmd = command else { return }
             cmd.outstanding -= 1
@@ -316,12 +327,11 @@ final class BulkOnlyFunction {
             cmd.used += min(result, length)
             command = cmd
         case .dataOut(let offset, let length, let direct):
-            if direct { directWritesInFlight -= 1 }
             guard current, var cmd = command else { return release(tag) }
             cmd.outstanding -= 1
-            if direct, result == -Int(EFAULT), case .write(let range, _) = cmd.reply {
+            if let direct, result == -Int(EFAULT), case .write(let range, _) = cmd.reply {
                 // f_fs could not copy into the mapping: the image's file system refused the page (full disk).
-                logger.error("writing \(images[cmd.lun]?.path ?? "the image") at block \(range.lba + UInt64(offset / range.blockSize)) failed: no space or I/O error")
+                logger.error("writing \(direct.path) at block \(range.lba + UInt64(offset / range.blockSize)) failed: no space or I/O error")
                 cmd.failure = cmd.failure ?? target.writeFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
                 release(tag)
                 cmd.completed += length
@@ -338,7 +348,7 @@ final class BulkOnlyFunction {
                 abort(cmd, "host sent \(result) of \(length) bytes of a data-out transfer")
                 return protocolFailure()
             }
-            if direct {
+            if direct != nil {
                 cmd.used += length
             } else if cmd.failure == nil, offset < cmd.plan.receive {
                 let useful = min(length, cmd.plan.receive - offset)
@@ -383,7 +393,12 @@ final class BulkOnlyFunction {
         // an AIO one) then only gives its slot back instead of counting as this command's.
         generation &+= 1
         let lun = Int(cbw.lun)
-        let reply = target.execute(cbw.cdb.withUnsafeBytes { CDB($0) }, lun: lun)
+        var reply = target.execute(cbw.cdb.withUnsafeBytes { CDB($0) }, lun: lun)
+        // VPD B0's transfer limit keeps every data phase far below 2^31 bytes; a length beyond what an Int holds
+        // (a 32-bit target) is refused rather than converted with a trap.
+        if Int(exactly: reply.dataLength.toHost) == nil || Int(exactly: reply.dataLength.fromHost) == nil {
+            reply = .checkCondition(target.failed(lun: lun, sense: .invalidFieldInCDB))
+        }
         let lengths = reply.dataLength
         let device: DataPhase =
             lengths.toHost > 0 ? .toHost(Int(lengths.toHost))
@@ -391,10 +406,12 @@ final class BulkOnlyFunction {
         let plan = TransferPlan(host: cbw.hostExpectation, device: device)
         var failure: Sense?
         if case .checkCondition(let sense) = reply { failure = sense }
-        command = ActiveCommand(cbw: cbw, lun: lun, reply: reply, plan: plan, started: monotonicNanoseconds(),
-                          failure: failure)
+        let image = images[lun]
+        if failure == nil { failure = mediumRefusal(reply, cdb: cbw.commandBlock[0], lun: lun, image: image) }
+        command = ActiveCommand(cbw: cbw, lun: lun, image: image, reply: reply, plan: plan,
+                                started: monotonicNanoseconds(), failure: failure)
         logger.trace("CBW tag \(cbw.tag) LUN \(lun) opcode \(cbw.commandBlock[0]) plan \(plan)")
-        if case .read(let range) = reply { readAhead(lun: lun, range: range) }
+        if case .read(let range) = reply, failure == nil { readAhead(lun: lun, range: range) }
         // Commands without a data phase that still touch the medium run now, before their CSW.
         if plan.send == 0 && plan.receive == 0 && command?.failure == nil { runWithoutData(&command!) }
         if plan.receive + plan.discard == 0 && !plan.stallOut {
@@ -413,8 +430,8 @@ final class BulkOnlyFunction {
                 command = cmd
             }
         }
-        // Waiting for the disk: the CSW goes out when the fdatasync completes.
-        if cmd.syncing { return }
+        // Waiting for the disk: the CSW goes out when the fdatasync completes, or the medium work is done.
+        if cmd.syncing || cmd.work != nil { return }
         let plan = cmd.plan
         if plan.send > 0 {
             while cmd.queued < plan.send, cmd.failure == nil, let slot = data.take() {
@@ -429,7 +446,7 @@ final class BulkOnlyFunction {
                     blockingCBWRead || plan.stallIn || (data.freeCount == 0 && cmd.queued + length < plan.send)
                 let source: UnsafeMutableRawPointer
                 if case .read(let range) = cmd.reply,
-                    let mapped = images[cmd.lun]?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
+                    let mapped = cmd.image?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
                 {
                     source = mapped
                 } else {
@@ -447,14 +464,14 @@ final class BulkOnlyFunction {
                     // host asked for exactly this much, so the CSW is the next packet it reads either way.
                     let trailer = data.trailer(slot)
                     csw.encode { trailer[$0] = $1 }
-                    claim(pool: data, slot: slot, role: .dataIn(length))
+                    claim(pool: data, slot: slot, role: .dataIn(offset: cmd.queued, length: length))
                     // `source` is the slot's buffer or the image mapping, both valid through the submission.
                     batch.append(
                         data.prepare(slot, fd: endpoints.bulkIn, data: source, length: length, trailerLength: CSW.size,
                                      eventFD: blockingCBWRead ? aio.eventFD : -1))
                 } else {
-                    enqueue(pool: data, slot: slot, role: .dataIn(length), fd: endpoints.bulkIn, external: source,
-                            length: length, signal: signal)
+                    enqueue(pool: data, slot: slot, role: .dataIn(offset: cmd.queued, length: length),
+                            fd: endpoints.bulkIn, external: source, length: length, signal: signal)
                 }
                 cmd.queued += length
                 cmd.outstanding += 1
@@ -482,15 +499,14 @@ final class BulkOnlyFunction {
                     length = toBoundary
                 }
                 if cmd.queued + length <= plan.receive, cmd.failure == nil, case .write(let range, _) = cmd.reply,
-                    let target = images[cmd.lun]?.mappedForWriting(
-                        at: range.byteOffset + UInt64(cmd.queued), length: length)
+                    let image = cmd.image,
+                    let target = image.mappedForWriting(at: range.byteOffset + UInt64(cmd.queued), length: length)
                 {
                     // One copy, as the kernel's gadget: f_fs writes the host's data into the page cache itself.
-                    directWritesInFlight += 1
-                    enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length, direct: true),
+                    enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length, direct: image),
                             fd: endpoints.bulkOut, write: false, external: target, length: length)
                 } else {
-                    enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length, direct: false),
+                    enqueue(pool: data, slot: slot, role: .dataOut(offset: cmd.queued, length: length, direct: nil),
                             fd: endpoints.bulkOut, write: false, length: length)
                 }
                 cmd.queued += length
@@ -498,9 +514,13 @@ final class BulkOnlyFunction {
                 if cmd.queued == cmd.totalOut { requestCBWRead() }
             }
             if cmd.completed == cmd.totalOut {
-                if cmd.failure == nil && !cmd.dataOutFinished { finishDataOut(&cmd) }
+                // Only a whole, meaningful command acts: in a phase error (the host sent less than the CDB needs, or
+                // expected the wrong direction) nothing is written, unmapped, compared or selected.
+                if cmd.failure == nil && !plan.phaseError && !cmd.dataOutFinished && cmd.used == plan.receive {
+                    finishDataOut(&cmd)
+                }
                 cmd.dataOutFinished = true
-                if !cmd.syncing { queueCSW(&cmd) }
+                if !cmd.syncing && cmd.work == nil { queueCSW(&cmd) }
             }
         } else {
             if plan.stallOut && !cmd.waitingForHalt {
@@ -541,7 +561,10 @@ final class BulkOnlyFunction {
             }
             return true
         case .read(let range):
-            guard let image = images[cmd.lun] else { return false }
+            guard let image = cmd.image else {
+                cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+                return false
+            }
             do {
                 try image.read(into: buffer, at: range.byteOffset + UInt64(offset))
                 return true
@@ -553,6 +576,7 @@ final class BulkOnlyFunction {
         case .readCD(let range, let layout):
             return fillCD(buffer, range: range, layout: layout, at: offset, for: &cmd)
         default:
+            cmd.failure = target.readFailed(lun: cmd.lun, lba: 0)
             return false
         }
     }
@@ -621,8 +645,8 @@ final class BulkOnlyFunction {
         length: Int, signal: Bool = true
     ) {
         claim(pool: pool, slot: slot, role: role)
-        // The image mapping outlives an IN submission (when f_fs copies the data) and, since no image is unmapped
-        // while `directWritesInFlight` > 0, an OUT transfer too.
+        // The image mapping outlives an IN submission (when f_fs copies the data) and an OUT transfer too: the
+        // slot's role holds the image until the transfer completes.
         batch.append(
             pool.prepare(slot, fd: fd, write: write, external: external, length: length,
                          eventFD: signal ? aio.eventFD : -1))
@@ -694,16 +718,49 @@ final class BulkOnlyFunction {
                 }
             }
         }
-        if submitted < batch.count {
-            // What the kernel refused will never complete: give the slots back and let the host's timeout and
-            // reset recovery start over.
-            for pointer in batch[submitted...] {
-                if let tag = pointer.map({ Int(bitPattern: $0.pointee.data) }) { release(tag) }
+        guard submitted < batch.count else { return batch.removeAll(keepingCapacity: true) }
+        // What the kernel refused will never complete: give the slots back. A refused data-in transfer (the image
+        // mapping faulted: the file shrank under umsd) fails the command with a medium error, and the host still
+        // gets its halt and CSW; a refused data-out transfer leaves host data nobody will read, so the device
+        // stalls until the host resets it.
+        var refusedIn: Int?
+        var refusedOut = false
+        for pointer in batch[submitted...] {
+            guard let tag = pointer.map({ Int(bitPattern: $0.pointee.data) }) else { continue }
+            let current = generations[tag] == generation
+            switch roles[tag] {
+            case .dataIn(let offset, _) where current:
+                refusedIn = min(refusedIn ?? offset, offset)
+                command?.outstanding -= 1
+            case .dataOut where current:
+                refusedOut = true
+            case .cbw:
+                cbwReadQueued = false
+            default:
+                break
             }
-            command = nil
-            cbwReadQueued = false
+            release(tag)
         }
         batch.removeAll(keepingCapacity: true)
+        if refusedOut, command != nil {
+            logger.error("the kernel refused a data-out transfer; stalling until the host resets the device")
+            command = nil
+            protocolFailure()
+        } else if let offset = refusedIn, var cmd = command {
+            if cmd.failure == nil {
+                var lba: UInt64 = 0
+                switch cmd.reply {
+                case .read(let range): lba = range.lba + UInt64(offset / range.blockSize)
+                case .readCD(let range, let layout): lba = range.lba + UInt64(offset / layout.bytesPerSector)
+                default: break
+                }
+                logger.error("LUN \(cmd.lun): the kernel refused a data-in transfer at block \(lba) (the image cannot be read there)")
+                cmd.failure = target.readFailed(lun: cmd.lun, lba: lba)
+            }
+            command = cmd
+            advance()
+            flush()
+        }
     }
 
     private func trace(_ cmd: ActiveCommand, status: CSWStatus, residue: UInt32) {
@@ -743,6 +800,13 @@ final class BulkOnlyFunction {
 
     /// Adds a `umsd trace` connection: from now on it gets one JSON line per command (of `lun`, or all).
     func subscribeTrace(fd: Int32, lun: Int?) {
+        // Each listener costs a descriptor and a send per command: a bound keeps a careless script from using up either.
+        guard traceSubscribers.count < 16 else {
+            let refusal = Array(#"{"ok":false,"error":{"code":"busy","message":"16 trace listeners are attached already."}}"#.utf8) + [10]
+            _ = refusal.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            close(fd)
+            return
+        }
         traceSubscribers.append((fd, lun))
         logger.info("trace listener attached\(lun.map { " for LUN \($0)" } ?? "")")
     }
@@ -776,20 +840,87 @@ public struct TraceEvent: Codable, Sendable, Equatable {
 
 // MARK: medium work beyond plain reads and writes
 
+/// Medium work that may take long (a VERIFY reading, a WRITE SAME writing up to the limit VPD B0 advertises), done a
+/// slice at a time between turns of the event loop, so that resets, ep0, signals and the control socket are answered
+/// while it runs. The command's CSW waits for it.
+fileprivate enum MediumWork {
+    case verify(BlockRange, done: UInt64)
+    /// The block to write is repeated in `scratch` from its start, `blocksPerChunk` times.
+    case writeSame(BlockRange, done: UInt64, blocksPerChunk: UInt64)
+}
+
 extension BulkOnlyFunction {
+    /// Why a command that touches the medium cannot run at all, before any data moves: no backing file behind the
+    /// medium, an image that shrank below the blocks asked for, a write to a file that was deleted while served, or
+    /// a write after an earlier write or synchronization failed. Nil for commands that may go ahead.
+    fileprivate func mediumRefusal(_ reply: Reply, cdb opcode: UInt8, lun: Int, image: ImageFile?) -> Sense? {
+        let range: BlockRange?
+        let writes: Bool
+        switch reply {
+        case .read(let r), .readCD(let r, _), .verifyMedium(let r), .compare(let r): (range, writes) = (r, false)
+        case .write(let r, _), .writeSame(let r, _): (range, writes) = (r, true)
+        case .synchronizeCache: (range, writes) = (nil, true)
+        case .parameterList where opcode == 0x42: (range, writes) = (nil, true)  // UNMAP
+        default: return nil
+        }
+        let lba = range?.lba ?? 0
+        func refuse() -> Sense { writes ? target.writeFailed(lun: lun, lba: lba) : target.readFailed(lun: lun, lba: lba) }
+        guard let image else {
+            logger.error("LUN \(lun): the medium has no backing file; the command fails")
+            return refuse()
+        }
+        if let change = image.change() {
+            if reportedChanges[lun] != change {
+                reportedChanges[lun] = change
+                switch change {
+                case .truncated(let now):
+                    logger.error("LUN \(lun): \(image.path) shrank to \(now) bytes while served (it had \(image.size)); reads past its end fail. Load it again.")
+                case .deleted:
+                    logger.error("LUN \(lun): \(image.path) was deleted or replaced while served\(image.readOnly ? "" : "; the host's writes to it are refused"). Load it again.")
+                }
+                onStateChange?(driveList(), true)
+            }
+            switch change {
+            case .truncated(let now):
+                if let range {
+                    let end = min(range.byteOffset + range.byteCount, image.size)
+                    if end > now {
+                        let lost = max(range.lba, now / UInt64(range.blockSize))
+                        return writes ? target.writeFailed(lun: lun, lba: lost) : target.readFailed(lun: lun, lba: lost)
+                    }
+                }
+            case .deleted:
+                if writes { return refuse() }
+            }
+        }
+        if writes, let failure = image.writeFailure {
+            logger.error("LUN \(lun): refusing a write: \(failure) Load the medium again once the disk is healthy.")
+            return refuse()
+        }
+        return nil
+    }
+
     /// Data received from the host for the command in flight, `offset` bytes into its data phase.
     fileprivate func consume(_ bytes: UnsafeRawBufferPointer, at offset: Int, for cmd: inout ActiveCommand) {
-        guard let image = images[cmd.lun] else { return }
         switch cmd.reply {
         case .write(let range, _):
+            let lba = range.lba + UInt64(offset / range.blockSize)
+            guard let image = cmd.image else {
+                cmd.failure = target.writeFailed(lun: cmd.lun, lba: lba)
+                return
+            }
             do {
                 try image.write(bytes, at: range.byteOffset + UInt64(offset))
                 cmd.used += bytes.count
             } catch {
                 logger.error("\(error)")
-                cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+                cmd.failure = target.writeFailed(lun: cmd.lun, lba: lba)
             }
         case .compare(let range):
+            guard let image = cmd.image else {
+                cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + UInt64(offset / range.blockSize))
+                return
+            }
             let medium = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<bytes.count])
             do {
                 try image.read(into: medium, at: range.byteOffset + UInt64(offset))
@@ -811,24 +942,38 @@ extension BulkOnlyFunction {
         }
     }
 
-    /// Everything the host sent has arrived: make it durable or act on it.
+    /// Everything the command needs from the host has arrived (the caller checked that it is all there and the
+    /// command is not in a phase error): make it durable or act on it.
     fileprivate func finishDataOut(_ cmd: inout ActiveCommand) {
-        guard let image = images[cmd.lun] else { return }
+        guard let image = cmd.image else {
+            cmd.failure = target.writeFailed(lun: cmd.lun, lba: 0)
+            return
+        }
         switch cmd.reply {
         case .write(let range, forceUnitAccess: true):
             synchronize(image, for: &cmd, lba: range.lba)
         case .writeSame(let range, let unmap):
             let block = cmd.parameters
-            do {
-                if unmap && block.allSatisfy({ $0 == 0 }) {
-                    try image.punchHole(at: range.byteOffset, length: range.byteCount)
-                } else {
-                    try writeRepeated(block, over: range, image: image)
-                }
-            } catch {
-                logger.error("\(error)")
-                cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
+            // The transport gathered exactly one block; anything else would repeat a wrong pattern (or none).
+            guard block.count == range.blockSize, range.blockSize > 0 else {
+                cmd.failure = target.failed(lun: cmd.lun, sense: .parameterListLengthError)
+                return
             }
+            if unmap && block.allSatisfy({ $0 == 0 }) {
+                do { try image.punchHole(at: range.byteOffset, length: range.byteCount) } catch {
+                    logger.error("\(error)")
+                    cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba)
+                }
+                return
+            }
+            let perChunk = scratch.count / block.count
+            for index in 0..<perChunk {
+                block.withUnsafeBytes { source in
+                    UnsafeMutableRawBufferPointer(rebasing: scratch[index * block.count..<(index + 1) * block.count])
+                        .copyMemory(from: source)
+                }
+            }
+            cmd.work = .writeSame(range, done: 0, blocksPerChunk: UInt64(perChunk))
         case .parameterList:
             switch target.receivedParameters(cmd.parameters, cdb: cmd.cbw.cdb.withUnsafeBytes { CDB($0) }, lun: cmd.lun) {
             case .good:
@@ -851,22 +996,10 @@ extension BulkOnlyFunction {
 
     /// Commands with no data phase that still work on the medium: VERIFY without byte check, SYNCHRONIZE CACHE.
     fileprivate func runWithoutData(_ cmd: inout ActiveCommand) {
-        guard let image = images[cmd.lun] else { return }
+        guard let image = cmd.image else { return }
         switch cmd.reply {
         case .verifyMedium(let range):
-            var offset: UInt64 = 0
-            while offset < range.byteCount {
-                let length = Int(min(UInt64(scratch.count), range.byteCount - offset))
-                do {
-                    try image.read(into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<length]),
-                                   at: range.byteOffset + offset)
-                } catch {
-                    logger.error("\(error)")
-                    cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + offset / UInt64(range.blockSize))
-                    return
-                }
-                offset += UInt64(length)
-            }
+            cmd.work = .verify(range, done: 0)
         case .synchronizeCache:
             synchronize(image, for: &cmd, lba: 0)
         default:
@@ -874,9 +1007,68 @@ extension BulkOnlyFunction {
         }
     }
 
+    /// The command in flight has medium work left (`doPendingWork`): the event loop must not sleep.
+    var hasPendingWork: Bool { command?.work != nil }
+
+    /// Does the command's medium work for a slice of time (about 10 ms), then returns to the event loop; once it is
+    /// all done, the command goes on to its CSW.
+    func doPendingWork() {
+        guard var cmd = command, let work = cmd.work else { return }
+        let deadline = monotonicNanoseconds() + 10_000_000
+        cmd.work = nil
+        switch work {
+        case .verify(let range, var done):
+            while done < range.byteCount, cmd.failure == nil {
+                let length = Int(min(UInt64(scratch.count), range.byteCount - done))
+                do {
+                    guard let image = cmd.image else { throw ImageError("The medium has no backing file.") }
+                    try image.read(into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<length]),
+                                   at: range.byteOffset + done)
+                } catch {
+                    logger.error("\(error)")
+                    cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba + done / UInt64(range.blockSize))
+                    break
+                }
+                done += UInt64(length)
+                if done < range.byteCount && monotonicNanoseconds() >= deadline {
+                    cmd.work = .verify(range, done: done)
+                    break
+                }
+            }
+        case .writeSame(let range, var done, let perChunk):
+            while done < range.blocks, cmd.failure == nil {
+                let blocks = min(perChunk, range.blocks - done)
+                do {
+                    guard let image = cmd.image else { throw ImageError("The medium has no backing file.") }
+                    try image.write(UnsafeRawBufferPointer(rebasing: scratch[0..<Int(blocks) * range.blockSize]),
+                                    at: range.byteOffset + done * UInt64(range.blockSize))
+                } catch {
+                    logger.error("\(error)")
+                    cmd.failure = target.writeFailed(lun: cmd.lun, lba: range.lba + done)
+                    break
+                }
+                done += blocks
+                if done < range.blocks && monotonicNanoseconds() >= deadline {
+                    cmd.work = .writeSame(range, done: done, blocksPerChunk: perChunk)
+                    break
+                }
+            }
+        }
+        command = cmd
+        if cmd.work == nil {
+            advance()
+            flush()
+        }
+    }
+
     /// Makes `image` durable before the command's CSW: an fdatasync through AIO, so the loop keeps serving ep0
     /// and the control socket while the disk works; synchronously where the kernel refuses that.
     fileprivate func synchronize(_ image: ImageFile, for cmd: inout ActiveCommand, lba: UInt64) {
+        if let failure = image.writeFailure {
+            logger.error("\(failure)")
+            cmd.failure = target.writeFailed(lun: cmd.lun, lba: lba)
+            return
+        }
         if let slot = control.take() {
             claim(pool: control, slot: slot, role: .sync(lba: lba))
             var request: UnsafeMutablePointer<iocb>? = control.prepareDataSync(
@@ -894,29 +1086,15 @@ extension BulkOnlyFunction {
         }
     }
 
-    private func writeRepeated(_ block: [UInt8], over range: BlockRange, image: ImageFile) throws(ImageError) {
-        let perChunk = max(1, scratch.count / block.count)
-        for index in 0..<perChunk {
-            block.withUnsafeBytes { source in
-                UnsafeMutableRawBufferPointer(rebasing: scratch[index * block.count..<(index + 1) * block.count])
-                    .copyMemory(from: source)
-            }
-        }
-        var done: UInt64 = 0
-        while done < range.blocks {
-            let blocks = min(UInt64(perChunk), range.blocks - done)
-            try image.write(UnsafeRawBufferPointer(rebasing: scratch[0..<Int(blocks) * block.count]),
-                            at: range.byteOffset + done * UInt64(block.count))
-            done += blocks
-        }
-    }
-
     /// READ CD data: each 2048-byte sector of the image becomes the layout the host asked for.
     fileprivate func fillCD(
         _ buffer: UnsafeMutableRawBufferPointer, range: BlockRange, layout: CDSectorLayout, at offset: Int,
         for cmd: inout ActiveCommand
     ) -> Bool {
-        guard let image = images[cmd.lun] else { return false }
+        guard let image = cmd.image else {
+            cmd.failure = target.readFailed(lun: cmd.lun, lba: range.lba)
+            return false
+        }
         let perSector = layout.bytesPerSector
         let user = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<2048])
         let sector = UnsafeMutableRawBufferPointer(rebasing: scratch[2048..<2048 + CDSector.rawSize])
@@ -958,12 +1136,33 @@ struct DriveState: Codable, Sendable, Equatable {
     var locked: Bool
     var trayOpen: Bool
     var queuedImage: String?
+    /// What is wrong with the served image, in a sentence (deleted, shrunk, a failed write); nil when nothing is.
+    var problem: String?
+}
+
+/// Where an image to load comes from.
+enum ImageLocation: Equatable {
+    /// A path the operator gave, opened as it is (symlinks followed).
+    case path(String)
+    /// A file of the image folder, opened without following any symlink on the way.
+    case inFolder(String, name: String)
+
+    var path: String {
+        switch self {
+        case .path(let path): path
+        case .inFolder(let folder, let name): folder.hasSuffix("/") ? folder + name : folder + "/" + name
+        }
+    }
 }
 
 extension BulkOnlyFunction {
-    /// Loads `path` into `lun`. The file is opened now (errors are the operator's to see); it reaches the host as the
-    /// target's medium model says: at once, or after the host answers an eject request.
-    func load(_ path: String, lun: Int, readOnly: Bool) throws(ControlFailure) -> MediumRequestResult {
+    /// Loads an image into `lun`. The file is opened first (errors are the operator's to see, and leave the drive as
+    /// it was); it reaches the host as the target's medium model says: at once, or after the host answers an eject
+    /// request. `expecting`: the device and inode the file must have (the image store's listing).
+    func load(
+        _ location: ImageLocation, lun: Int, readOnly: Bool, expecting: FileID? = nil
+    ) throws(ControlFailure) -> MediumRequestResult {
+        let path = location.path
         var status = stat()
         if stat(path, &status) == 0 {
             let id = FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
@@ -977,16 +1176,24 @@ extension BulkOnlyFunction {
         }
         let file: ImageFile
         do {
-            // Reloading the drive's own image the other way (read-only vs writable) must not trip on its own lock.
-            if let current = images[lun], current.path == path, current.readOnly != readOnly {
-                retire(current)
-                images[lun] = nil
+            // The drive's own image again (the other way, or reloaded) takes over its lock rather than trip on it.
+            switch location {
+            case .path(let path):
+                file = try ImageFile(path: path, readOnly: readOnly, replacing: images[lun], expecting: expecting)
+            case .inFolder(let folder, let name):
+                file = try ImageFile(
+                    relativePath: name, inFolder: folder, readOnly: readOnly, replacing: images[lun],
+                    expecting: expecting)
             }
-            file = try ImageFile(path: path, readOnly: readOnly)
         } catch {
             throw ControlFailure("image", error.description)
         }
+        logger.info("LUN \(lun): operator loaded \(path)\(readOnly ? "" : " (writable)")")
+        return insert(file, lun: lun)
+    }
 
+    /// Puts an opened file into the target as `lun`'s new medium.
+    private func insert(_ file: ImageFile, lun: Int) -> MediumRequestResult {
         let id = nextMediumID
         nextMediumID += 1
         pendingImages[lun] = (id, file)
@@ -995,9 +1202,19 @@ extension BulkOnlyFunction {
             byteCount: file.size, readOnly: file.readOnly,
             supportsUnmap: type == .disk && file.supportsHolePunching, id: id)
         let result = target.insert(medium, lun: lun)
-        logger.info("LUN \(lun): operator loaded \(path)\(result == .ejectRequested ? " (eject requested from the host)" : "")")
+        if result == .ejectRequested { logger.info("LUN \(lun): eject requested from the host") }
         reconcileImages(lun: lun)
         return result
+    }
+
+    /// The drive's image opened again the other way (read-only or writable): a medium change for the host. Nothing
+    /// changes when it cannot be reopened.
+    func reload(lun: Int, readOnly: Bool) throws(ControlFailure) -> MediumRequestResult {
+        guard let current = images[lun] else { return .done }
+        let file: ImageFile
+        do { file = try current.reopened(readOnly: readOnly) } catch { throw ControlFailure("image", error.description) }
+        logger.info("LUN \(lun): \(current.path) is \(readOnly ? "read-only" : "writable") now")
+        return insert(file, lun: lun)
     }
 
     /// Takes the medium out of `lun`; without `force`, a host holding the lock is asked to eject it.
@@ -1014,22 +1231,42 @@ extension BulkOnlyFunction {
                 lun: lun, cdrom: unit.type == .cdrom, writable: writable[lun],
                 image: images[lun]?.path, present: unit.visibleMedium != nil, locked: unit.preventRemoval,
                 trayOpen: unit.trayOpen,
-                queuedImage: unit.queuedMedium != nil ? pendingImages[lun]?.file.path : nil)
+                queuedImage: unit.queuedMedium != nil ? pendingImages[lun]?.file.path : nil,
+                problem: images[lun].flatMap(problem(of:)))
         }
     }
 
-    /// Makes the backing files follow the target's media, but never under a command that is using them.
+    private func problem(of image: ImageFile) -> String? {
+        if let failure = image.writeFailure {
+            return "A write to the image failed (\(failure.description)); writes are refused until it is loaded again."
+        }
+        switch image.change() {
+        case .truncated(let now)?:
+            return "The image file shrank to \(now) bytes while served; reads past its end fail until it is loaded again."
+        case .deleted?:
+            return image.readOnly
+                ? "The image file was deleted or replaced while served; load it again to serve the new file."
+                : "The image file was deleted or replaced while served; the host's writes are refused until it is loaded again."
+        case nil:
+            return nil
+        }
+    }
+
+    /// Makes the backing files follow the target's media, but never under a command that is using them: a change
+    /// reaches the host at a command boundary. (A replaced file lives on while a transfer into its mapping is in
+    /// flight: the transfer's slot holds it.)
     fileprivate func reconcileImages(lun: Int) {
         if let cmd = command, cmd.lun == lun, !cmd.cswQueued { return }
-        if directWritesInFlight > 0 { return }
         let unit = target.units[lun]
         if let pending = pendingImages[lun], unit.medium?.id == pending.id {
             retire(images[lun])
             images[lun] = pending.file
+            reportedChanges[lun] = nil
             pendingImages[lun] = nil
         } else if unit.medium == nil, images[lun] != nil {
             retire(images[lun])
             images[lun] = nil
+            reportedChanges[lun] = nil
         }
         if let pending = pendingImages[lun], unit.queuedMedium?.id != pending.id, unit.medium?.id != pending.id {
             pendingImages[lun] = nil  // the operator's load was replaced or cancelled
@@ -1042,27 +1279,28 @@ extension BulkOnlyFunction {
     }
 
     /// Makes `lun` a CD/DVD or a flash drive, keeping its image (opened read-only for a CD/DVD). The host sees the
-    /// new type only after it enumerates the device again.
+    /// new type only after it enumerates the device again. When the image cannot be reopened the needed way, nothing
+    /// changes.
     func changeType(lun: Int, cdrom: Bool) throws(ControlFailure) {
         let type: DeviceType = cdrom ? .cdrom : .disk
-        if cdrom { writable[lun] = false }
-        var medium: Medium?
-        if let path = images[lun]?.path {
-            let readOnly = !writable[lun]
-            if images[lun]?.readOnly != readOnly {
-                retire(images[lun])
-                images[lun] = nil
-                do { images[lun] = try ImageFile(path: path, readOnly: readOnly) } catch {
-                    throw ControlFailure("image", error.description)
-                }
-            }
-            if let file = images[lun] {
-                medium = Medium(
-                    byteCount: file.size, readOnly: file.readOnly,
-                    supportsUnmap: type == .disk && file.supportsHolePunching, id: nextMediumID)
-                nextMediumID += 1
+        let readOnly = cdrom || !writable[lun]
+        var file = images[lun]
+        if let current = file, current.readOnly != readOnly {
+            do { file = try current.reopened(readOnly: readOnly) } catch {
+                throw ControlFailure("image", error.description)
             }
         }
+        if cdrom { writable[lun] = false }
+        if file !== images[lun] {
+            retire(images[lun])
+            images[lun] = file
+        }
+        reportedChanges[lun] = nil
+        let medium = file.map {
+            Medium(byteCount: $0.size, readOnly: $0.readOnly, supportsUnmap: type == .disk && $0.supportsHolePunching,
+                   id: nextMediumID)
+        }
+        nextMediumID += 1
         pendingImages[lun] = nil
         let old = target.units[lun]
         var unit = LogicalUnit(
@@ -1074,7 +1312,7 @@ extension BulkOnlyFunction {
     }
 
     private func retire(_ image: ImageFile?) {
-        guard let image, !image.readOnly else { return }
+        guard let image, !image.readOnly, image.writeFailure == nil else { return }
         do { try image.synchronize() } catch { logger.error("\(error)") }
     }
 }

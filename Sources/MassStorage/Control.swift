@@ -23,9 +23,14 @@ public struct DriveRequest: Codable, Sendable, Equatable {
     public var cdrom: Bool?
     /// For "set": let the host write the drive.
     public var rw: Bool?
+    /// For "load": the device and inode the image store listed for `image`. The drive side refuses the load when
+    /// the file it opens is another one (the name was swapped for another file or a symlink in between).
+    public var device: UInt64?
+    public var inode: UInt64?
 
     public init(
-        command: String, lun: Int? = nil, image: String? = nil, force: Bool? = nil, cdrom: Bool? = nil, rw: Bool? = nil
+        command: String, lun: Int? = nil, image: String? = nil, force: Bool? = nil, cdrom: Bool? = nil, rw: Bool? = nil,
+        device: UInt64? = nil, inode: UInt64? = nil
     ) {
         self.command = command
         self.lun = lun
@@ -33,6 +38,8 @@ public struct DriveRequest: Codable, Sendable, Equatable {
         self.force = force
         self.cdrom = cdrom
         self.rw = rw
+        self.device = device
+        self.inode = inode
     }
 }
 
@@ -59,6 +66,8 @@ public struct DriveResponse: Codable, Sendable, Equatable {
         public var locked: Bool
         public var trayOpen: Bool
         public var queuedImage: String?
+        /// What is wrong with the served image, in a sentence; absent when nothing is.
+        public var problem: String?
     }
 
 }
@@ -77,15 +86,17 @@ public struct ControlFailure: Error, Sendable, Equatable {
 extension BulkOnlyFunction {
     /// Serves one request line; never throws: every problem becomes an error response. `gadget` carries out
     /// what only the server can (connect, disconnect, re-enumerate).
+    /// `peerIsRoot`: the client runs as root (SO_PEERCRED); anyone else may load only images of the image folder.
     func handleControl(
-        _ line: [UInt8], gadget: (DriveRequest) throws(ControlFailure) -> Void, connected: () -> Bool
+        _ line: [UInt8], peerIsRoot: Bool, gadget: (DriveRequest) throws(ControlFailure) -> Void,
+        connected: () -> Bool
     ) -> [UInt8] {
         let response: DriveResponse
         do throws(ControlFailure) {
             guard let request = try? JSONDecoder().decode(DriveRequest.self, from: Data(line)) else {
                 throw ControlFailure("bad-request", "The request is not a JSON object with a \"command\".")
             }
-            let result = try serve(request, gadget: gadget)
+            let result = try serve(request, peerIsRoot: peerIsRoot, gadget: gadget)
             response = DriveResponse(ok: true, result: result, drives: driveList(), error: nil, connected: connected())
             if request.command != "status" { onStateChange?(response.drives ?? [], connected()) }
         } catch {
@@ -100,22 +111,37 @@ extension BulkOnlyFunction {
         drives().map {
             DriveResponse.Drive(
                 lun: $0.lun, cdrom: $0.cdrom, writable: $0.writable, image: $0.image, present: $0.present,
-                locked: $0.locked, trayOpen: $0.trayOpen, queuedImage: $0.queuedImage)
+                locked: $0.locked, trayOpen: $0.trayOpen, queuedImage: $0.queuedImage, problem: $0.problem)
         }
     }
 
-    /// An image name (no slash) is a file of the image folder; a path is taken as it is.
-    private func resolve(_ image: String) throws(ControlFailure) -> String {
-        if image.hasPrefix("/") { return image }
+    /// An image name (`debian.iso`, `isos/debian.iso`) is a file of the image folder, and so is an absolute path
+    /// inside it; both are opened without following symlinks. Any other absolute path is taken as it is, for root
+    /// only: a member of the socket's group (the web side) must not make the USB host read `/etc/shadow`.
+    private func resolve(_ image: String, peerIsRoot: Bool) throws(ControlFailure) -> ImageLocation {
+        if image.hasPrefix("/") {
+            let path = lexicallyNormalized(image)
+            if let folder = imageFolder.map(lexicallyNormalized), path.hasPrefix(folder == "/" ? "/" : folder + "/") {
+                return .inFolder(folder, name: String(path.dropFirst(folder == "/" ? 1 : folder.count + 1)))
+            }
+            guard peerIsRoot else {
+                throw ControlFailure(
+                    "not-permitted",
+                    imageFolder.map { "Only root may load an image from outside the image folder \($0)." }
+                        ?? "Only root may load an image by path.")
+            }
+            return .path(image)
+        }
         guard let folder = imageFolder else {
             throw ControlFailure("bad-request", "Give the image as an absolute path: this umsd has no image folder.")
         }
-        guard !image.contains("/"), !image.hasPrefix("."), image.utf8.count <= 255,
+        let parts = image.split(separator: "/", omittingEmptySubsequences: false)
+        guard image.utf8.count <= 4096, parts.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(".") && $0.utf8.count <= 255 }),
             image.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
         else {
             throw ControlFailure("bad-name", "\"\(image)\" is not an image name: use a file name from \(folder), or a full path.")
         }
-        return "\(folder)/\(image)"
+        return .inFolder(folder, name: image)
     }
 
     private func drive(_ request: DriveRequest) throws(ControlFailure) -> Int {
@@ -127,9 +153,9 @@ extension BulkOnlyFunction {
         return lun
     }
 
-    private func serve(_ request: DriveRequest, gadget: (DriveRequest) throws(ControlFailure) -> Void)
-        throws(ControlFailure) -> String
-    {
+    private func serve(
+        _ request: DriveRequest, peerIsRoot: Bool, gadget: (DriveRequest) throws(ControlFailure) -> Void
+    ) throws(ControlFailure) -> String {
         func outcome(_ result: MediumRequestResult) -> String { result == .done ? "done" : "eject-requested" }
         switch request.command {
         case "status":
@@ -144,7 +170,10 @@ extension BulkOnlyFunction {
             guard let image = request.image, !image.isEmpty else {
                 throw ControlFailure("bad-request", "Say which image to load with \"image\".")
             }
-            return outcome(try load(try resolve(image), lun: lun, readOnly: !writable[lun]))
+            let expected = request.device.flatMap { device in request.inode.map { FileID(device: device, inode: $0) } }
+            return outcome(
+                try load(try resolve(image, peerIsRoot: peerIsRoot), lun: lun, readOnly: !writable[lun],
+                         expecting: expected))
         case "set":
             let lun = try drive(request)
             var result = "done"
@@ -157,11 +186,10 @@ extension BulkOnlyFunction {
                     throw ControlFailure(
                         "cdrom-read-only", "A CD/DVD drive cannot be writable: switch drive \(lun) to flash first.")
                 }
+                // The same image again, opened the other way: a medium change for the host. Only once that worked
+                // does the drive change its mode.
+                if images[lun] != nil { result = outcome(try reload(lun: lun, readOnly: !rw)) }
                 writable[lun] = rw
-                if let path = images[lun]?.path {
-                    // The same image again, opened the other way: a medium change for the host.
-                    result = outcome(try load(path, lun: lun, readOnly: !rw))
-                }
             }
             return result
         default:
@@ -169,4 +197,17 @@ extension BulkOnlyFunction {
                 "bad-request", "Unknown command \"\(request.command)\": use status, load, eject, set, connect or disconnect.")
         }
     }
+}
+
+/// `path` with `//`, `.` and `..` resolved by spelling alone (no symlinks followed) and no trailing slash.
+func lexicallyNormalized(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/") {
+        switch part {
+        case ".": continue
+        case "..": if !parts.isEmpty { parts.removeLast() }
+        default: parts.append(part)
+        }
+    }
+    return "/" + parts.joined(separator: "/")
 }

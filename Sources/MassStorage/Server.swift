@@ -93,12 +93,12 @@ public final class Server {
         let signals: SignalDescriptor
         let loop: EventLoop
         let timer: FunctionFS.Timer
-        let control: UnixListener
+        let listener: UnixListener
         do {
             signals = try SignalDescriptor(signals: [SIGINT, SIGTERM, SIGHUP])
             loop = try EventLoop()
             timer = try FunctionFS.Timer()
-            control = try UnixListener(
+            listener = try UnixListener(
                 path: configuration.controlSocket
                     ?? Self.controlSocketPath(runDirectory: configuration.runDirectory, gadget: name))
         } catch {
@@ -149,11 +149,22 @@ public final class Server {
         }
         // With blocking CBW reads, a watcher thread cuts the read short whenever anything else needs the loop; f_fs
         // tells it about ep0 events through an eventfd given with the descriptors.
+        // The control socket's clients are read on a thread of their own; complete requests arrive through a mailbox.
+        let control: ControlChannel
+        do {
+            try listener.setPermissions(mode: configuration.controlSocketMode, group: configuration.controlSocketGroup)
+        } catch {
+            throw ServerError("The control socket's permissions could not be set: \(error).")
+        }
+        do { control = try ControlChannel(listener: listener) } catch {
+            throw ServerError("The control socket could not be served: \(error).")
+        }
+        defer { control.stop() }
         let reader: InterruptibleRead?
         do {
             reader =
                 configuration.cbwRead == .blocking
-                ? try InterruptibleRead(interruptedBy: [signals.fd, timer.fd, control.fd]) : nil
+                ? try InterruptibleRead(interruptedBy: [signals.fd, timer.fd, control.wakeFD]) : nil
         } catch {
             throw ServerError("The event loop could not be set up: \(error).")
         }
@@ -175,18 +186,13 @@ public final class Server {
             try loop.watch(function.completionFD, token: Token.completions, edgeTriggered: true)
             try loop.watch(signals.fd, token: Token.signals)
             try loop.watch(timer.fd, token: Token.timer)
-            try loop.watch(control.fd, token: Token.control)
+            try loop.watch(control.wakeFD, token: Token.control)
         } catch {
             throw ServerError("FunctionFS could not be set up: \(error).")
         }
         function.onTimerChange = { interval in timer.schedule(everyMilliseconds: interval) }
         function.imageFolder = configuration.imageFolder
         function.onStateChange = configuration.onStateChange
-        do {
-            try control.setPermissions(mode: configuration.controlSocketMode, group: configuration.controlSocketGroup)
-        } catch {
-            throw ServerError("The control socket's permissions could not be set: \(error).")
-        }
 
         var connected = configuration.startConnected
         if connected {
@@ -220,16 +226,22 @@ public final class Server {
                 if function.readCBW(with: reader) { continue }
                 idle = true
             }
-            if !idle { logger.trace("waiting: \(function.waitState)") }
+            // Long medium work (VERIFY, WRITE SAME) runs in slices between looks at everything else.
+            let working = function.hasPendingWork
+            if !idle && !working { logger.trace("waiting: \(function.waitState)") }
             let ready: Int
-            do { ready = try loop.wait(timeoutMilliseconds: idle ? 0 : -1) } catch {
+            do { ready = try loop.wait(timeoutMilliseconds: idle || working ? 0 : -1) } catch {
                 throw ServerError("The event loop failed: \(error).")
             }
+            defer { if function.hasPendingWork { function.doPendingWork() } }
             for index in 0..<ready {
                 switch loop.token(index) {
                 case Token.ep0:
-                    do {
+                    do throws(SystemError) {
                         for event in try endpoints!.readEvents() { function.handle(event) }
+                    } catch where error.errno == EIDRM || error.errno == EL2HLT {
+                        // f_fs cancelled a SETUP the loop had not read yet (the host gave up on it): nothing to do.
+                        logger.debug("ep0 event read: \(error)")
                     } catch {
                         throw ServerError("Reading FunctionFS events failed: \(error).")
                     }
@@ -246,16 +258,16 @@ public final class Server {
                     timer.acknowledge()
                     function.timerFired()
                 case Token.control:
-                    while let (client, line) = control.acceptRequest() {
-                        if let request = try? JSONDecoder().decode(DriveRequest.self, from: Data(line)),
+                    for incoming in control.takeRequests() {
+                        if let request = try? JSONDecoder().decode(DriveRequest.self, from: Data(incoming.line)),
                             request.command == "trace"
                         {
-                            // The connection stays open: one JSON line per host command from now on.
-                            _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
-                            function.subscribeTrace(fd: client, lun: request.lun)
+                            // The connection stays open (non-blocking): one JSON line per host command from now on.
+                            function.subscribeTrace(fd: incoming.client, lun: request.lun)
                             continue
                         }
-                        let reply = function.handleControl(line) { request throws(ControlFailure) -> Void in
+                        let reply = function.handleControl(incoming.line, peerIsRoot: incoming.peerIsRoot) {
+                            request throws(ControlFailure) -> Void in
                             switch request.command {
                             case "connect" where !connected:
                                 do throws(GadgetError) { try gadget.bind(to: controller) } catch {
@@ -276,7 +288,7 @@ public final class Server {
                                 break
                             }
                         } connected: { connected }
-                        control.respond(to: client, reply)
+                        control.respond(to: incoming, reply)
                         function.flush()
                     }
                 default:

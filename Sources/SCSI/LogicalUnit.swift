@@ -126,6 +126,13 @@ public struct LogicalUnit: Sendable, Equatable {
     public var visibleMedium: Medium? { change == .hidden ? nil : medium }
 
     /// Number of blocks, the partial last block counted (it reads as zeros): one number used everywhere.
+    /// VPD B0's MAXIMUM TRANSFER LENGTH, in blocks: 32 MiB of a disk, 128 MiB of a CD. Hosts send far less (Linux
+    /// 1 MiB, Windows and macOS a few MiB); a READ(10) or WRITE(10) can never exceed it.
+    public static let maximumTransferBlocks: UInt64 = 65536
+    /// VPD B0's MAXIMUM WRITE SAME LENGTH, in blocks (32 MiB of a disk): a few seconds of writing on an SD card, done
+    /// in slices so the device keeps answering meanwhile.
+    public static let maximumWriteSameBlocks: UInt64 = 65536
+
     public var blockCount: UInt64 {
         guard let medium = visibleMedium else { return 0 }
         return Self.blocks(medium, blockSize: blockSize)

@@ -133,6 +133,7 @@ extension Target {
         default: return .checkCondition(.invalidFieldInCDB)
         }
         guard inRange(UInt64(lba), UInt64(length), unit) else { return .checkCondition(.lbaOutOfRange) }
+        guard !exceedsTransferLimit(UInt64(length)) else { return .checkCondition(.invalidFieldInCDB) }
         if let layout, layout != .userData, unit.profile == .dvdROM { return .checkCondition(.illegalModeForThisTrack) }
         guard let layout, length > 0 else { return .good }
         let range = BlockRange(lba: UInt64(lba), blocks: UInt64(length), blockSize: unit.blockSize)

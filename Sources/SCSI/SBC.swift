@@ -29,9 +29,15 @@ extension Target {
         return !overflow && end <= unit.blockCount
     }
 
+    /// SBC-3 §6.5.3: a command moving more blocks than VPD B0's MAXIMUM TRANSFER LENGTH is refused (INVALID FIELD
+    /// IN CDB). The limit bounds the work one command is (a VERIFY reads what it checks) and keeps every data phase
+    /// far inside the CBW's 32-bit length.
+    func exceedsTransferLimit(_ blocks: UInt64) -> Bool { blocks > LogicalUnit.maximumTransferBlocks }
+
     func readWrite(_ command: Command, _ cdb: CDB, unit: LogicalUnit) -> Reply {
         guard let (lba, blocks, fua) = addressing(command, cdb) else { return .checkCondition(.invalidFieldInCDB) }
         guard inRange(lba, blocks, unit) else { return .checkCondition(.lbaOutOfRange) }
+        guard !exceedsTransferLimit(blocks) else { return .checkCondition(.invalidFieldInCDB) }
         let write =
             switch command {
             case .write6, .write10, .write12, .write16: true
@@ -56,7 +62,7 @@ extension Target {
     func readCapacity16(_ cdb: CDB, unit: LogicalUnit) -> Reply {
         // SERVICE ACTION IN(16) carries several commands; only READ CAPACITY(16) (service action 10h) is served.
         guard (cdb[1] ?? 0) & 0x1F == 0x10 else { return .checkCondition(.invalidFieldInCDB) }
-        let allocation = Int(cdb.be32(10) ?? 0)
+        let allocation = Int(clamping: cdb.be32(10) ?? 0)
         let thin = unit.visibleMedium?.supportsUnmap == true
         var w = BigEndianWriter()
         w.be32(UInt32(truncatingIfNeeded: (unit.blockCount - 1) >> 32))
@@ -100,6 +106,7 @@ extension Target {
         let byteCheck = ((cdb[1] ?? 0) >> 1) & 0x03
         guard byteCheck <= 1 else { return .checkCondition(.invalidFieldInCDB) }
         guard inRange(lba, blocks, unit) else { return .checkCondition(.lbaOutOfRange) }
+        guard !exceedsTransferLimit(blocks) else { return .checkCondition(.invalidFieldInCDB) }
         if blocks == 0 { return .good }
         let range = BlockRange(lba: lba, blocks: blocks, blockSize: unit.blockSize)
         return byteCheck == 1 ? .compare(range) : .verifyMedium(range)
@@ -109,6 +116,7 @@ extension Target {
         guard let (lba, blocks, _) = addressing(command, cdb) else { return .checkCondition(.invalidFieldInCDB) }
         guard ((cdb[1] ?? 0) >> 1) & 0x03 <= 1 else { return .checkCondition(.invalidFieldInCDB) }
         guard inRange(lba, blocks, unit) else { return .checkCondition(.lbaOutOfRange) }
+        guard !exceedsTransferLimit(blocks) else { return .checkCondition(.invalidFieldInCDB) }
         if unit.visibleMedium?.readOnly != false { return .checkCondition(.writeProtected) }
         if blocks == 0 { return .good }
         // Written durably before the status; what reaches the medium is what the host sent.
@@ -133,6 +141,8 @@ extension Target {
         // WSNZ is set in VPD B0: "zero blocks means to the end" is refused rather than risked.
         guard blocks > 0 else { return .checkCondition(.invalidFieldInCDB) }
         guard inRange(lba, blocks, unit) else { return .checkCondition(.lbaOutOfRange) }
+        // VPD B0's MAXIMUM WRITE SAME LENGTH: one command writes at most that much.
+        guard blocks <= LogicalUnit.maximumWriteSameBlocks else { return .checkCondition(.invalidFieldInCDB) }
         if unit.visibleMedium?.readOnly != false { return .checkCondition(.writeProtected) }
         let range = BlockRange(lba: lba, blocks: blocks, blockSize: unit.blockSize)
         return .writeSame(range, unmap: unmap && unit.visibleMedium?.supportsUnmap == true)

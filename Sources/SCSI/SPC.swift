@@ -81,7 +81,7 @@ extension Target {
             w.u8(0x01)
             w.u8(0)  // maximum COMPARE AND WRITE length: not supported
             w.be16(8)  // optimal transfer length granularity: 4 KiB
-            w.be32(0)  // maximum transfer length: no limit
+            w.be32(UInt32(LogicalUnit.maximumTransferBlocks))  // maximum transfer length
             w.be32(2048)  // optimal transfer length: 1 MiB
             w.be32(0)  // maximum prefetch
             w.be32(thin ? 0xFFFF_FFFF : 0)  // maximum UNMAP LBA count
@@ -89,7 +89,7 @@ extension Target {
             w.be32(thin ? 8 : 0)  // optimal unmap granularity: 4 KiB, the page size holes are punched in
             w.be32(0)
             w.be32(0)  // maximum WRITE SAME length (high half)
-            w.be32(thin ? 0x0040_0000 : 0)  // maximum WRITE SAME length: 2 GiB
+            w.be32(UInt32(LogicalUnit.maximumWriteSameBlocks))  // maximum WRITE SAME length
             w.zeros(60 - w.bytes.count)
         case 0xB1:
             // Block Device Characteristics (SBC-3 §6.5.2): a non-rotating medium.
@@ -109,7 +109,7 @@ extension Target {
 
     func reportLUNs(_ cdb: CDB) -> Reply {
         let select = cdb[2] ?? 0
-        let allocation = Int(cdb.be32(6) ?? 0)
+        let allocation = Int(clamping: cdb.be32(6) ?? 0)
         // SPC-4 §6.33: SELECT REPORT 0-2 are defined; the allocation length must be at least 16.
         guard select <= 2, allocation >= 16 else { return .checkCondition(.invalidFieldInCDB) }
         var w = BigEndianWriter()

@@ -34,6 +34,12 @@ public struct Target: Sendable {
         return sense
     }
 
+    /// The command fails with `sense` for a reason found after it started (a parameter list that cannot be used).
+    public mutating func failed(lun: Int, sense: Sense) -> Sense {
+        units[lun].sense = sense
+        return sense
+    }
+
     /// A VERIFY with BYTCHK 1 found different data at `lba`.
     public mutating func miscompare(lun: Int, lba: UInt64) -> Sense {
         var sense = Sense.miscompareDuringVerify

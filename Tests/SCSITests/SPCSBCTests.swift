@@ -233,3 +233,44 @@ private func thinDisk(blocks: UInt64 = 2048, readOnly: Bool = false) -> Target {
                 == .write(BlockRange(lba: 0, blocks: 1, blockSize: 512), forceUnitAccess: false))
     }
 }
+
+/// VPD B0's limits, advertised on every disk and enforced: no command asks for unbounded work.
+@Suite struct TransferLimitTests {
+    @Test func everyDiskAdvertisesItsLimits() {
+        for var target in [thinDisk(), diskTarget()] {
+            let limits = data(target.execute(CDB([0x12, 1, 0xB0, 0, 255, 0]), lun: 0)) ?? []
+            #expect(Array(limits[8..<12]) == [0, 1, 0, 0])  // maximum transfer length: 65536 blocks
+            #expect(Array(limits[36..<44]) == [0, 0, 0, 0, 0, 1, 0, 0])  // maximum WRITE SAME length: 65536 blocks
+        }
+    }
+
+    @Test func longerTransfersAreInvalidFieldsInTheCDB() {
+        var target = diskTarget(bytes: 1 << 30)
+        // READ(16), WRITE(16), VERIFY(16), WRITE AND VERIFY(16) of 65537 blocks: inside the medium, over the limit.
+        for opcode: UInt8 in [0x88, 0x8A, 0x8F, 0x8E] {
+            let cdb = CDB([opcode, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 0, 0])
+            #expect(target.execute(cdb, lun: 0) == .checkCondition(.invalidFieldInCDB), "opcode \(opcode)")
+        }
+        // Exactly the limit is served.
+        #expect(target.execute(CDB([0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00, 0, 0]), lun: 0)
+                == .read(BlockRange(lba: 0, blocks: 65536, blockSize: 512)))
+        // Blocks past the end of the medium are out of range first, whatever their number.
+        #expect(target.execute(CDB([0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]), lun: 0)
+                == .checkCondition(.lbaOutOfRange))
+    }
+
+    @Test func writeSameBeyondItsLimitIsRefused() {
+        var target = diskTarget(bytes: 1 << 30)
+        #expect(target.execute(CDB([0x93, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 0, 0]), lun: 0)
+                == .checkCondition(.invalidFieldInCDB))
+        #expect(target.execute(CDB([0x93, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00, 0, 0]), lun: 0)
+                == .writeSame(BlockRange(lba: 0, blocks: 65536, blockSize: 512), unmap: false))
+    }
+
+    @Test func readCDBeyondTheLimitIsRefused() {
+        var target = cdTarget(blocks: 200_000)
+        // READ CD of 65537 user-data sectors.
+        #expect(target.execute(CDB([0xBE, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 0x10, 0, 0]), lun: 0)
+                == .checkCondition(.invalidFieldInCDB))
+    }
+}

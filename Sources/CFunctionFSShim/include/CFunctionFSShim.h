@@ -35,4 +35,12 @@ int umsd_pin_thread(int cpu);
 /// sched_getcpu(): the CPU the calling thread runs on now, or -1 + errno.
 int umsd_current_cpu(void);
 
+/// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), declared by glibc only under _GNU_SOURCE: a client socket
+/// that never blocks the thread reading it. The socket, or -1 + errno.
+int umsd_accept_nonblocking(int fd);
+
+/// getsockopt(SO_PEERCRED) (struct ucred is _GNU_SOURCE too): the user id of a Unix socket's peer in *uid.
+/// 0 on success, -1 + errno.
+int umsd_peer_uid(int fd, unsigned int *uid);
+
 #endif

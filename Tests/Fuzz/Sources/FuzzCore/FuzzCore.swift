@@ -52,7 +52,9 @@ struct Machine {
 
     init(seed: UInt8) {
         let cdBytes: UInt64 = seed & 1 == 0 ? 700 * 2048 + 5 : 400_000 * 2048
-        let diskMedium = Medium(byteCount: 1 << 20, readOnly: seed & 2 != 0, supportsUnmap: seed & 4 != 0)
+        // Media are numbers here: a 1 MiB disk, one past 4 GiB (32-bit LBAs in bytes), one past 2 TiB (READ(16)).
+        let diskBytes: UInt64 = [1 << 20, (5 << 30) + 512, (3 << 40) + 4096][Int(seed >> 6) % 3]
+        let diskMedium = Medium(byteCount: diskBytes, readOnly: seed & 2 != 0, supportsUnmap: seed & 4 != 0)
         let cd = LogicalUnit(
             type: .cdrom, medium: seed & 8 == 0 ? Medium(byteCount: cdBytes, readOnly: true) : nil,
             opticalMedia: OpticalMedia.allCases[Int(seed >> 4) % 3])
@@ -73,8 +75,18 @@ struct Machine {
     /// A CBW whose interesting fields come from the input, and a CDB of up to 16 raw bytes.
     mutating func command(_ input: inout Input) {
         var cbw = [UInt8](arrayLiteral: 0x55, 0x53, 0x42, 0x43) + input.take(4)
-        let length = UInt32(input.byte()) << 8 | UInt32(input.byte())
-        cbw += [UInt8(length & 0xFF), UInt8(length >> 8), 0, 0]
+        // dCBWDataTransferLength over all 32 bits, with the edges a hostile host would try most often.
+        let raw = input.take(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let length: UInt32
+        switch input.byte() % 6 {
+        case 0: length = raw & 0xFFFF
+        case 1: length = raw
+        case 2: length = UInt32.max - (raw & 0xFFF)
+        case 3: length = 0x8000_0000 &+ (raw & 0x1FF) &- 0x100
+        case 4: length = (raw & 0x7) &* 512 &+ (raw >> 3 & 0x3) &- 1  // a block or so, give or take a byte
+        default: length = raw & 0x1FF_FFFF
+        }
+        cbw += [UInt8(length & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 24)]
         cbw += [input.byte() & 0x80, input.byte() % 3, input.byte() % 18]
         cbw += input.take(16)
         if input.byte() == 0xFF { cbw.removeLast() }  // now and then a short, invalid CBW
@@ -94,9 +106,18 @@ struct Machine {
             lengths.toHost > 0 ? .toHost(Int(lengths.toHost)) : lengths.fromHost > 0 ? .fromHost(Int(lengths.fromHost)) : .none
         let plan = TransferPlan(host: cbw.hostExpectation, device: device)
         let host = cbw.hostExpectation.length
+        precondition(host == Int(cbw.dataTransferLength), "the host's length is taken whole")
         precondition(plan.send <= host && plan.receive + plan.discard <= host, "never move more than the host allows")
         precondition(Int(plan.residue) <= host, "residue within the host's length")
         precondition(!(plan.send > 0 && plan.receive > 0), "one direction per command")
+        // The service acts on data-out (writes, unmaps, compares, selects) only outside a phase error: then it
+        // receives exactly what the command needs, never less (a WRITE SAME's one block, a whole parameter list).
+        if !plan.phaseError, lengths.fromHost > 0 {
+            precondition(plan.receive == Int(lengths.fromHost), "a command that acts has all of its data")
+        }
+        if plan.phaseError { precondition(plan.receive == 0, "nothing is handed to a command in a phase error") }
+        // VPD B0's limit: no data phase comes near 2^31 bytes, so nothing the service sizes from it can trap.
+        precondition(lengths.toHost < 1 << 31 && lengths.fromHost < 1 << 31, "data phases are bounded")
         if case .data(let bytes) = reply {
             precondition(bytes.count <= 65_536 + 8, "replies are bounded by their allocation length field")
         }
@@ -106,6 +127,7 @@ struct Machine {
             .compare(let range), .writeSame(let range, _):
             precondition(range.lba + range.blocks <= target.units[lun].blockCount, "ranges stay on the medium")
             precondition(range.blocks > 0, "empty ranges are answered GOOD without I/O")
+            precondition(range.blocks <= LogicalUnit.maximumTransferBlocks, "work per command is bounded")
         case .parameterList(let length):
             let received = input.take(min(length, Int(input.byte()) * 4))
             if case .unmap(let ranges) = target.receivedParameters(received, cdb: CDB(cbw.cdb), lun: lun) {
