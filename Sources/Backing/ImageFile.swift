@@ -45,12 +45,12 @@ public final class ImageFile {
     /// Opens `path`, following symlinks: a path the operator (root) named. The corresponding C calls are `open`,
     /// `fstat` and `flock`.
     ///
-    /// `replacing`: the drive's current image. When `path` turns out to be that very file (a change between
-    /// read-only and writable, or a reload), its lock is handed over instead of fought over, and given back if this
-    /// open fails, so the current image keeps serving. `expecting`: the file must be this one (device and inode),
-    /// or nothing is opened.
+    /// `replacing`: the drive's current image files (the one served, the one queued). When `path` turns out to be
+    /// one of those very files (a change between read-only and writable, or a reload), their locks are handed over
+    /// instead of fought over, and given back if this open fails, so the current image keeps serving. `expecting`:
+    /// the file must be this one (device and inode), or nothing is opened.
     public convenience init(
-        path: String, readOnly: Bool, replacing current: ImageFile? = nil, expecting: FileID? = nil
+        path: String, readOnly: Bool, replacing current: [ImageFile] = [], expecting: FileID? = nil
     ) throws(ImageError) {
         let descriptor = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard descriptor >= 0 else { throw Self.openError(path, readOnly: readOnly) }
@@ -61,7 +61,7 @@ public final class ImageFile {
     /// a name from the image store may not lead out of its folder, whatever was planted there. The corresponding C
     /// calls are `open` and `openat`.
     public convenience init(
-        relativePath: String, inFolder folder: String, readOnly: Bool, replacing current: ImageFile? = nil,
+        relativePath: String, inFolder folder: String, readOnly: Bool, replacing current: [ImageFile] = [],
         expecting: FileID? = nil
     ) throws(ImageError) {
         let path = folder.hasSuffix("/") ? folder + relativePath : folder + "/" + relativePath
@@ -103,7 +103,7 @@ public final class ImageFile {
 
     /// Takes over `descriptor` (closed on failure), locks it, and maps it.
     private init(
-        adopting descriptor: Int32, path: String, readOnly: Bool, replacing current: ImageFile?, expecting: FileID?
+        adopting descriptor: Int32, path: String, readOnly: Bool, replacing current: [ImageFile], expecting: FileID?
     ) throws(ImageError) {
         self.path = path
         self.readOnly = readOnly
@@ -134,7 +134,7 @@ public final class ImageFile {
             throw ImageError("The image \(path) is empty.")
         }
         // Last of what can fail: a lock handed over from `current` is handed back on failure.
-        guard Self.lock(descriptor, readOnly: readOnly, takingOverFrom: current?.fileID == id ? current : nil) else {
+        guard Self.lock(descriptor, readOnly: readOnly, takingOverFrom: current.filter { $0.fileID == id }) else {
             close(descriptor)
             throw ImageError("The image \(path) is in use by another program (it holds a lock on it).")
         }
@@ -171,15 +171,16 @@ public final class ImageFile {
     }
 
     /// Locks a new descriptor: shared for reading, exclusive for writing. flock locks belong to one open file, so
-    /// `current`'s own lock on the same file would refuse the new one: it is changed first (shared, or released),
-    /// and restored when the new lock cannot be had (another program holds one).
-    private static func lock(_ descriptor: Int32, readOnly: Bool, takingOverFrom current: ImageFile?) -> Bool {
+    /// the locks of `current` (this process's own files of the same inode) would refuse the new one: they are
+    /// changed first (to shared, or released), and restored when the new lock cannot be had (another program holds
+    /// one).
+    private static func lock(_ descriptor: Int32, readOnly: Bool, takingOverFrom current: [ImageFile]) -> Bool {
         let wanted = readOnly ? LOCK_SH : LOCK_EX
-        guard let current else { return flock(descriptor, wanted | LOCK_NB) == 0 }
-        let held = current.readOnly ? LOCK_SH : LOCK_EX
-        if !(readOnly && current.readOnly) { _ = flock(current.fd, (readOnly ? LOCK_SH : LOCK_UN) | LOCK_NB) }
+        for file in current where !(readOnly && file.readOnly) {
+            _ = flock(file.fd, (readOnly ? LOCK_SH : LOCK_UN) | LOCK_NB)
+        }
         if flock(descriptor, wanted | LOCK_NB) == 0 { return true }
-        _ = flock(current.fd, held | LOCK_NB)
+        for file in current { _ = flock(file.fd, (file.readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) }
         return false
     }
 
@@ -187,10 +188,12 @@ public final class ImageFile {
     /// or a reload. This file stays open until the new one is: when the new one cannot be had (a read-only file
     /// system, a mode that forbids writing, another program's lock), this one is left as it was. The file is
     /// reopened through `/proc/self/fd`, so it is this very inode, whatever happened to its name since.
-    public func reopened(readOnly newMode: Bool) throws(ImageError) -> ImageFile {
+    /// `alongside`: other files of this process whose locks must be handed over too (a queued copy).
+    public func reopened(readOnly newMode: Bool, alongside others: [ImageFile] = []) throws(ImageError) -> ImageFile {
         let descriptor = open("/proc/self/fd/\(fd)", (newMode ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard descriptor >= 0 else { throw Self.openError(path, readOnly: newMode) }
-        return try ImageFile(adopting: descriptor, path: path, readOnly: newMode, replacing: self, expecting: fileID)
+        return try ImageFile(
+            adopting: descriptor, path: path, readOnly: newMode, replacing: [self] + others, expecting: fileID)
     }
 
     /// What became of the file since it was opened, as `fstat` sees it now: nil while it is as it was. A regular

@@ -1177,13 +1177,13 @@ extension BulkOnlyFunction {
         let file: ImageFile
         do {
             // The drive's own image again (the other way, or reloaded) takes over its lock rather than trip on it.
+            let own = [images[lun], pendingImages[lun]?.file].compactMap { $0 }
             switch location {
             case .path(let path):
-                file = try ImageFile(path: path, readOnly: readOnly, replacing: images[lun], expecting: expecting)
+                file = try ImageFile(path: path, readOnly: readOnly, replacing: own, expecting: expecting)
             case .inFolder(let folder, let name):
                 file = try ImageFile(
-                    relativePath: name, inFolder: folder, readOnly: readOnly, replacing: images[lun],
-                    expecting: expecting)
+                    relativePath: name, inFolder: folder, readOnly: readOnly, replacing: own, expecting: expecting)
             }
         } catch {
             throw ControlFailure("image", error.description)
@@ -1210,9 +1210,13 @@ extension BulkOnlyFunction {
     /// The drive's image opened again the other way (read-only or writable): a medium change for the host. Nothing
     /// changes when it cannot be reopened.
     func reload(lun: Int, readOnly: Bool) throws(ControlFailure) -> MediumRequestResult {
-        guard let current = images[lun] else { return .done }
+        // The latest the operator asked for: a change still queued for the host's eject, else what is served.
+        guard let current = pendingImages[lun]?.file ?? images[lun] else { return .done }
+        let others = [images[lun]].compactMap { $0 }.filter { $0 !== current }
         let file: ImageFile
-        do { file = try current.reopened(readOnly: readOnly) } catch { throw ControlFailure("image", error.description) }
+        do { file = try current.reopened(readOnly: readOnly, alongside: others) } catch {
+            throw ControlFailure("image", error.description)
+        }
         logger.info("LUN \(lun): \(current.path) is \(readOnly ? "read-only" : "writable") now")
         return insert(file, lun: lun)
     }
@@ -1286,7 +1290,7 @@ extension BulkOnlyFunction {
         let readOnly = cdrom || !writable[lun]
         var file = images[lun]
         if let current = file, current.readOnly != readOnly {
-            do { file = try current.reopened(readOnly: readOnly) } catch {
+            do { file = try current.reopened(readOnly: readOnly, alongside: [pendingImages[lun]?.file].compactMap { $0 }) } catch {
                 throw ControlFailure("image", error.description)
             }
         }

@@ -70,7 +70,7 @@ import Testing
         #expect(!writableAgain.readOnly)
         #expect(flock(probe, LOCK_SH | LOCK_NB) == -1)
         // Loading the drive's own image again by its path takes the lock over too, instead of refusing.
-        let reloaded = try ImageFile(path: path, readOnly: false, replacing: writableAgain)
+        let reloaded = try ImageFile(path: path, readOnly: false, replacing: [writableAgain])
         #expect(reloaded.fileID == writableAgain.fileID)
     }
 

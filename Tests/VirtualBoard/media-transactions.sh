@@ -10,6 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 umsd=${UMSD_BINARY:?set UMSD_BINARY to the umsd executable}
 vid=1d6b pid=0104 serial=7EA5AC7100000001
 work=$(mktemp -d /tmp/umsd-transactions.XXXXXX)
+chmod 755 "$work"  # a user who is not root must reach the socket
 mkdir -p "$work/etc" "$work/images" "$work/ro" "$work/mnt"
 socket=$work/control.sock
 daemon_pid=
@@ -61,25 +62,36 @@ check "drive 1 is still read-only with its image" \
 check "the host still reads drive 1, the image's bytes" \
     bash -c "timeout 30 dd if=$(lun 1) bs=1M count=8 iflag=direct status=none | cmp -s - $work/ro/ro.img"
 
-# 2. Read-only <-> writable while the host writes in a loop: every toggle answers, umsd survives, and what the
-# host writes once the drive is writable again lands in the image.
+# 2. Read-only <-> writable while the host writes in a loop: every toggle answers (done, or queued until the host
+# ejects: the writer's open locks the removable medium), umsd survives, and what the host writes once the drive is
+# writable again lands in the image.
 sd=$(lun 0)
 ( while :; do dd if="$work/pattern.bin" of="$sd" bs=64k oflag=direct conv=notrunc status=none 2>/dev/null; done ) &
 writer_pid=$!
 toggles_failed=0
+toggle() {
+    cli drive -i 0 --set-rw "$1" >/dev/null 2>"$work/toggle.one" && return 0
+    grep -q "it was asked to eject it" "$work/toggle.one" && return 0
+    cat "$work/toggle.one" >>"$work/toggle.err"
+    toggles_failed=$((toggles_failed + 1))
+}
 for round in 1 2 3 4 5 6 7 8; do
-    cli drive -i 0 --set-rw 0 >/dev/null 2>>"$work/toggle.err" || toggles_failed=$((toggles_failed + 1))
+    toggle 0
     sleep 0.3
-    cli drive -i 0 --set-rw 1 >/dev/null 2>>"$work/toggle.err" || toggles_failed=$((toggles_failed + 1))
+    toggle 1
     sleep 0.3
 done
 kill "$writer_pid" 2>/dev/null
 wait "$writer_pid" 2>/dev/null
 writer_pid=
+# The host ejects (START STOP UNIT), as udev would on the eject request: a change still queued completes.
+timeout 20 eject "$sd" 2>/dev/null
+wait_for 20 lun 0
 check "16 read-only/writable toggles under a writing host all answered ($toggles_failed failed)" [ "$toggles_failed" -eq 0 ]
 check "umsd is still running after them" alive
 check "the log shows no crash" bash -c "! grep -qE 'Fatal error|Swift runtime failure|Segmentation|Illegal instruction' $work/umsd.log"
 check "drive 0 is writable again" bash -c "$umsd drive --socket $socket -i 0 | grep -qx 'RW flag: yes'"
+sd=$(lun 0)
 wait_for 20 sg_turs "$sd"
 check "the host's last write after the toggles is acknowledged" \
     timeout 60 dd if="$work/pattern.bin" of="$sd" bs=64k oflag=direct conv=notrunc status=none
@@ -98,7 +110,7 @@ ln -s /etc/passwd "$work/images/evil.img"
 cli drive -i 1 --set-image evil.img >"$work/out" 2>"$work/err"
 check "a symlink planted in the image folder is not followed" grep -q "is a symlink: only files of the image folder are served" "$work/err"
 ln -s "$work/ro" "$work/images/elsewhere"
-cli drive -i 1 --set-image elsewhere/ro.img >"$work/out" 2>"$work/err"
+cli drive -i 1 --set-image "$work/images/elsewhere/ro.img" >"$work/out" 2>"$work/err"
 check "nor a symlinked folder on the way" grep -q "elsewhere is a symlink or not a folder" "$work/err"
 check "drive 1 still serves the image it had" \
     bash -c "$umsd drive --socket $socket -i 1 | grep -qx 'Image file: $work/ro/ro.img'"
@@ -107,6 +119,7 @@ if [ "$failed" -gt 0 ]; then
     note "umsd log (last 60 lines):"
     tail -n 60 "$work/umsd.log" | sed 's/^/# /'
     [ -s "$work/toggle.err" ] && { note "toggle errors:"; sed 's/^/# /' "$work/toggle.err" | tail -n 10; }
+    note "last refusal:"; sed 's/^/# /' "$work/err"
 fi
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"
