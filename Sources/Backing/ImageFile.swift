@@ -41,6 +41,8 @@ public final class ImageFile {
     /// later fdatasync may succeed although the data is gone: from here on every write and synchronization of this
     /// medium fails, until it is loaded again (a new `ImageFile`).
     public private(set) var writeFailure: ImageError?
+    /// False once a newer file of the same inode took the lock over (`reopened`, or a reload by path).
+    private var holdsLock = true
 
     /// Opens `path`, following symlinks: a path the operator (root) named. The corresponding C calls are `open`,
     /// `fstat` and `flock`.
@@ -174,14 +176,23 @@ public final class ImageFile {
     /// the locks of `current` (this process's own files of the same inode) would refuse the new one: they are
     /// changed first (to shared, or released), and restored when the new lock cannot be had (another program holds
     /// one).
+    /// Once the new file holds its lock, the old ones hold none: the newest file of an inode speaks for it, and an
+    /// old one that lives on (a transfer into its mapping still in flight) cannot stand in the way of the next change.
     private static func lock(_ descriptor: Int32, readOnly: Bool, takingOverFrom current: [ImageFile]) -> Bool {
         let wanted = readOnly ? LOCK_SH : LOCK_EX
-        for file in current where !(readOnly && file.readOnly) {
+        let holders = current.filter(\.holdsLock)
+        for file in holders where !(readOnly && file.readOnly) {
             _ = flock(file.fd, (readOnly ? LOCK_SH : LOCK_UN) | LOCK_NB)
         }
-        if flock(descriptor, wanted | LOCK_NB) == 0 { return true }
-        for file in current { _ = flock(file.fd, (file.readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) }
-        return false
+        guard flock(descriptor, wanted | LOCK_NB) == 0 else {
+            for file in holders { _ = flock(file.fd, (file.readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) }
+            return false
+        }
+        for file in holders {
+            _ = flock(file.fd, LOCK_UN)
+            file.holdsLock = false
+        }
+        return true
     }
 
     /// The same file again, opened anew and the given way (read-only or writable), for a change of the drive's mode
