@@ -13,7 +13,7 @@ vid=1d6b pid=0104 serial=FA11ED000000D15C
 work=$(mktemp -d /tmp/umsd-failing.XXXXXX)
 dm=umsd-failing-$$
 umsd_pid= loop=
-plan 37
+plan 40
 
 cleanup() {
     [ -n "$umsd_pid" ] && kill -TERM "$umsd_pid" 2>/dev/null && wait "$umsd_pid"
@@ -177,6 +177,21 @@ cd_intact() { [ "$(timeout 60 dd if="$1" bs=64k iflag=direct status=none | sha25
 
 logged() { wait_for 5 grep -qiE "$1" "$work/umsd.log"; }
 
+# problem LUN GLOBS: `umsd drive --json` reports a problem with the drive's image that matches one of GLOBS
+# (separated by "|"; "" for no problem).
+problem() {
+    local json said glob
+    json=$(timeout 10 "$umsd" drive -i "$1" --json 2>&1)
+    said=$(sed -n 's/.*"problem" *: *"\([^"]*\)".*/\1/p' <<<"$json" | head -n 1)
+    IFS='|' read -ra globs <<<"$2"
+    [ -n "$2" ] || globs=("")
+    for glob in "${globs[@]}"; do
+        matches "$said" "$glob" && return 0
+    done
+    note "  umsd drive --json: problem \"$said\""
+    return 1
+}
+
 head -c 4M /dev/urandom >"$work/healthy.iso"
 healthy_sum=$(sha256sum <"$work/healthy.iso")
 for n in a b c d e; do head -c 4096 /dev/urandom >"$work/w$n"; done
@@ -267,6 +282,7 @@ ready "$sd_sg"
 check "after eject and load, writes reach the disk" writes_through "$sd_sg" 8200 8 512 "$work/wd" "$work/disk.img"
 check "umsd still serves the healthy CD after all that" cd_intact "$sr" "$healthy_sum"
 check "umsd is still running" alive
+note "parts 1 and 2 done after $SECONDS s"
 stop_umsd
 dmsetup remove "$dm" && losetup -d "$loop" && loop=
 
@@ -298,28 +314,37 @@ expect_info "a READ across the new end: unrecovered read error, INFORMATION at m
 check "the CD still reads what is left of it" reads_back "$sr_sg" 0 16 2048 "$work/cd.img"
 check "no USB reset storm: no reset at all" no_new_resets "$resets_before"
 
+note "part 3a done after $SECONDS s"
+
 # 3b. The writable flash image deleted.
 check "the flash drive writes before its image is deleted" writes_through "$sd_sg" 100 8 512 "$work/wa" "$work/flash.img"
 rm "$work/flash.img"
-expect "a WRITE to the deleted image is refused" "0[237]/*" write10 "$sd_sg" 200 8 512 "$work/wb"
+expect "a WRITE to the deleted image is refused: MEDIUM ERROR, write error, INFORMATION = its LBA" \
+    "03/0c/00 info=200" write10 "$sd_sg" 200 8 512 "$work/wb"
 check "umsd logs that the image was deleted" logged "$work/flash.img.*delet|delet.*$work/flash.img"
-expect "the next WRITE is refused as well" "0[237]/*" write10 "$sd_sg" 208 8 512 "$work/wb"
-note "umsd drive --json: $(timeout 10 "$umsd" drive -i 1 --json 2>&1 | tr -s ' \n' ' ')"
+check "umsd drive --json reports the deleted image" problem 1 "*[Dd]eleted*"
+expect "the next WRITE is refused as well" "03/0c/00 info=208" write10 "$sd_sg" 208 8 512 "$work/wb"
 check "a new image loads into the drive" load 1 "$work/flash2.img"
 ready "$sd_sg"
+check "the new image has no problem" problem 1 ""
 check "the new image takes writes" writes_through "$sd_sg" 100 8 512 "$work/wc" "$work/flash2.img"
 
 # 3c. Another file renamed over the served one: the served file is gone as if deleted, and the file now at its path
 # is not written.
 mv "$work/other.img" "$work/flash2.img"
-expect "a WRITE to the image renamed over is refused" "0[237]/*" write10 "$sd_sg" 300 8 512 "$work/wd"
+expect "a WRITE to the image renamed over is refused, as if deleted" "03/0c/00 info=300" \
+    write10 "$sd_sg" 300 8 512 "$work/wd"
 check "umsd logs that the image was replaced" logged "$work/flash2.img.*(delet|replac|renam)|(delet|replac|renam).*$work/flash2.img"
+check "umsd drive --json reports the replaced image" problem 1 "*[Rr]eplaced*|*[Dd]eleted*"
 check "the file now at the image's path is untouched" cmp -s "$work/other.copy" "$work/flash2.img"
 serving() { alive && timeout 10 sg_turs "$1"; }
 check "umsd is still running and the CD answers" serving "$sr_sg"
 
+note "part 3 done after $SECONDS s"
 if [ "$failed" -gt 0 ]; then
-    note "umsd log (last 40 lines):"
-    tail -n 40 "$work/umsd.log" | sed 's/^/#   /'
+    note "umsd log, errors and warnings (last 20):"
+    grep -E ' (error|warning|critical) ' "$work/umsd.log" | tail -n 20 | sed 's/^/#   /'
+    note "umsd log (last 20 lines):"
+    tail -n 20 "$work/umsd.log" | sed 's/^/#   /'
 fi
 summary
