@@ -11,8 +11,8 @@ work=$(mktemp -d /tmp/umsd-daemon.XXXXXX)
 mkdir -p "$work/etc/umsd.d" "$work/images" "$work/mnt" "$work/iso"
 socket=$work/control.sock
 daemon_pid=
-# 33 checks at every speed, and 4 that do not depend on it (refusals, configuration errors) at high speed only.
-plan $((33 + $(at_speed high && echo 4 || echo 0)))
+# 34 checks at every speed, and 4 that do not depend on it (refusals, configuration errors) at high speed only.
+plan $((34 + $(at_speed high && echo 4 || echo 0)))
 trap '[ -n "$daemon_pid" ] && kill -TERM $daemon_pid 2>/dev/null; umount $work/mnt 2>/dev/null; wait' EXIT
 cli() { "$umsd" "$1" --socket "$socket" "${@:2}"; }
 
@@ -60,7 +60,9 @@ check "drive 0 is a CD, 1 and 2 are flash drives" \
     bash -c "[[ \$($umsd drive list --socket $socket) == *'0: CD/DVD ro (no image)'*'1: flash rw (no image)'*'2: flash ro (no image)'* ]]"
 "$umsd" trace --socket "$socket" -i 0 >"$work/trace.log" 2>&1 &
 trace_pid=$!
-sleep 0.3
+# Attached once it shows a command the host sent to drive 0 (a TEST UNIT READY of the empty drive), not after a guess.
+trace_attached() { sg_turs "$(lun 0)" >/dev/null 2>&1; grep -q 'LUN 0 ' "$work/trace.log"; }
+check "umsd trace is attached (it shows a TEST UNIT READY of drive 0)" wait_for 10 trace_attached
 check "load an image by name into the CD drive" cli drive -i 0 --set-image disc.iso
 sr=$(lun 0)
 check "the host mounts it" bash -c "wait_for() { for i in \$(seq 50); do \"\$@\" && return 0; sleep 0.1; done; return 1; }; wait_for sg_turs $sr >/dev/null 2>&1; mount -t iso9660 -o ro $sr $work/mnt && grep -q 'hello from the daemon' $work/mnt/hello.txt"
