@@ -132,6 +132,8 @@ public struct LogicalUnit: Sendable, Equatable {
     /// VPD B0's MAXIMUM WRITE SAME LENGTH, in blocks (32 MiB of a disk): a few seconds of writing on an SD card, done
     /// in slices so the device keeps answering meanwhile.
     public static let maximumWriteSameBlocks: UInt64 = 65536
+    /// VPD B0's MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT: descriptors one UNMAP may carry.
+    public static let maximumUnmapDescriptors = 64
 
     public var blockCount: UInt64 {
         guard let medium = visibleMedium else { return 0 }

@@ -175,6 +175,10 @@ extension Target {
         guard descriptorBytes % 16 == 0, 8 + descriptorBytes <= bytes.count else {
             return .checkCondition(.parameterListLengthError)
         }
+        // VPD B0's MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT (SBC-3 §5.28: more is INVALID FIELD IN PARAMETER LIST).
+        guard descriptorBytes / 16 <= LogicalUnit.maximumUnmapDescriptors else {
+            return .checkCondition(.invalidFieldInParameterList)
+        }
         var ranges: [BlockRange] = []
         for offset in stride(from: 8, to: 8 + descriptorBytes, by: 16) {
             guard let lba = list.be64(offset), let blocks = list.be32(offset + 8) else {

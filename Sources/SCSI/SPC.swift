@@ -85,7 +85,7 @@ extension Target {
             w.be32(2048)  // optimal transfer length: 1 MiB
             w.be32(0)  // maximum prefetch
             w.be32(thin ? 0xFFFF_FFFF : 0)  // maximum UNMAP LBA count
-            w.be32(thin ? 64 : 0)  // maximum UNMAP block descriptor count
+            w.be32(thin ? UInt32(LogicalUnit.maximumUnmapDescriptors) : 0)  // maximum UNMAP block descriptor count
             w.be32(thin ? 8 : 0)  // optimal unmap granularity: 4 KiB, the page size holes are punched in
             w.be32(0)
             w.be32(0)  // maximum WRITE SAME length (high half)

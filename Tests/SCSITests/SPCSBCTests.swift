@@ -273,4 +273,22 @@ private func thinDisk(blocks: UInt64 = 2048, readOnly: Bool = false) -> Target {
         #expect(target.execute(CDB([0xBE, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 0x10, 0, 0]), lun: 0)
                 == .checkCondition(.invalidFieldInCDB))
     }
+
+    @Test func unmapBeyondItsDescriptorCountIsRefused() {
+        var target = thinDisk()
+        func list(_ count: Int) -> [UInt8] {
+            let bytes = count * 16
+            var list: [UInt8] = [UInt8((bytes + 6) >> 8), UInt8((bytes + 6) & 0xFF), UInt8(bytes >> 8), UInt8(bytes & 0xFF), 0, 0, 0, 0]
+            for index in 0..<count { list += [0, 0, 0, 0, 0, 0, 0, UInt8(index), 0, 0, 0, 1, 0, 0, 0, 0] }
+            return list
+        }
+        let cdb = CDB([0x42, 0, 0, 0, 0, 0, 0, 0x04, 0x18, 0])
+        if case .unmap(let ranges) = target.receivedParameters(list(64), cdb: cdb, lun: 0) {
+            #expect(ranges.count == 64)
+        } else {
+            Issue.record("64 descriptors are served")
+        }
+        #expect(target.receivedParameters(list(65), cdb: cdb, lun: 0) == .checkCondition(.invalidFieldInParameterList))
+        #expect(target.units[0].sense == .invalidFieldInParameterList)
+    }
 }
