@@ -17,7 +17,7 @@ daemon_pid=
 writer_pid=
 plan 16
 trap '[ -n "$writer_pid" ] && kill $writer_pid 2>/dev/null; [ -n "$daemon_pid" ] && kill -TERM $daemon_pid 2>/dev/null; wait; umount $work/ro 2>/dev/null' EXIT
-cli() { "$umsd" "$1" --socket "$socket" "${@:2}"; }
+cli() { timeout 20 "$umsd" "$1" --socket "$socket" "${@:2}"; }
 lun() { lun_block_device $vid $pid $serial "$1"; }
 alive() { kill -0 "$daemon_pid" 2>/dev/null; }
 
@@ -58,7 +58,7 @@ status=$?
 check "making a drive writable whose image is on a read-only mount fails (exit $status)" [ "$status" -ne 0 ]
 check "and says why: the file system is read-only" grep -q "cannot be opened for writing: Read-only file system" "$work/err"
 check "drive 1 is still read-only with its image" \
-    bash -c "$umsd drive --socket $socket -i 1 | grep -qx 'Image file: $work/ro/ro.img' && $umsd drive --socket $socket -i 1 | grep -qx 'RW flag: no'"
+    bash -c "timeout 20 $umsd drive --socket $socket -i 1 | grep -qx 'Image file: $work/ro/ro.img' && timeout 20 $umsd drive --socket $socket -i 1 | grep -qx 'RW flag: no'"
 check "the host still reads drive 1, the image's bytes" \
     bash -c "timeout 30 dd if=$(lun 1) bs=1M count=8 iflag=direct status=none | cmp -s - $work/ro/ro.img"
 
@@ -90,7 +90,7 @@ wait_for 20 lun 0
 check "16 read-only/writable toggles under a writing host all answered ($toggles_failed failed)" [ "$toggles_failed" -eq 0 ]
 check "umsd is still running after them" alive
 check "the log shows no crash" bash -c "! grep -qE 'Fatal error|Swift runtime failure|Segmentation|Illegal instruction' $work/umsd.log"
-check "drive 0 is writable again" bash -c "$umsd drive --socket $socket -i 0 | grep -qx 'RW flag: yes'"
+check "drive 0 is writable again" bash -c "timeout 20 $umsd drive --socket $socket -i 0 | grep -qx 'RW flag: yes'"
 sd=$(lun 0)
 wait_for 20 sg_turs "$sd"
 check "the host's last write after the toggles is acknowledged" \
@@ -103,7 +103,7 @@ check "the host reads it back" \
 
 # 3. Who may load what. The socket is open to everyone here (mode 0666) so that a user who is not root can try.
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-as_nobody "$umsd" drive --socket "$socket" -i 1 --set-image /etc/passwd >"$work/out" 2>"$work/err"
+as_nobody timeout 20 "$umsd" drive --socket "$socket" -i 1 --set-image /etc/passwd >"$work/out" 2>"$work/err"
 check "a client that is not root cannot load a file outside the image folder" \
     grep -q "Only root may load an image from outside the image folder" "$work/err"
 ln -s /etc/passwd "$work/images/evil.img"
@@ -113,7 +113,7 @@ ln -s "$work/ro" "$work/images/elsewhere"
 cli drive -i 1 --set-image "$work/images/elsewhere/ro.img" >"$work/out" 2>"$work/err"
 check "nor a symlinked folder on the way" grep -q "elsewhere is a symlink or not a folder" "$work/err"
 check "drive 1 still serves the image it had" \
-    bash -c "$umsd drive --socket $socket -i 1 | grep -qx 'Image file: $work/ro/ro.img'"
+    bash -c "timeout 20 $umsd drive --socket $socket -i 1 | grep -qx 'Image file: $work/ro/ro.img'"
 
 if [ "$failed" -gt 0 ]; then
     note "umsd log (last 60 lines):"
