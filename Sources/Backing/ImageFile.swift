@@ -242,6 +242,23 @@ public final class ImageFile {
         readsThroughMapping ? mapped(at: offset, length: length) : nil
     }
 
+    /// Whether every page of [offset, offset + length) is in the page cache now, so that copying it from the mapping
+    /// cannot fault into a disk read. A page the disk fails to read makes that copy fail inside f_fs with EFAULT
+    /// (after the CSW may already be on its way); `read` instead reports the error, and the LBA, as it should.
+    /// The corresponding C call is `mincore`.
+    public func isResident(at offset: UInt64, length: Int) -> Bool {
+        guard let mapping, length > 0, offset <= UInt64(mappedLength), UInt64(length) <= UInt64(mappedLength) - offset
+        else { return false }
+        let page = 4096
+        // offset < mappedLength, an Int; the range stays inside the mapping.
+        let first = Int(offset) / page * page
+        let pages = (Int(offset) + length - first + page - 1) / page
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: pages) { vector in
+            guard mincore(mapping + first, pages * page, vector.baseAddress) == 0 else { return false }
+            return vector.allSatisfy { $0 & 1 == 1 }
+        }
+    }
+
     /// Like `mapped(at:length:)`, for receiving host data straight into the image (writable images only).
     public func mappedForWriting(at offset: UInt64, length: Int) -> UnsafeMutableRawPointer? {
         readOnly ? nil : mapped(at: offset, length: length)

@@ -445,8 +445,11 @@ final class BulkOnlyFunction {
                 let signal =
                     blockingCBWRead || plan.stallIn || (data.freeCount == 0 && cmd.queued + length < plan.send)
                 let source: UnsafeMutableRawPointer
-                if case .read(let range) = cmd.reply,
-                    let mapped = cmd.image?.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length)
+                // Only pages already in the page cache go from the mapping: a page the disk cannot read would fail
+                // f_fs's copy after the CSW may be on its way; `fill` reads it instead and names the LBA.
+                if case .read(let range) = cmd.reply, let image = cmd.image,
+                    let mapped = image.mappedForReading(at: range.byteOffset + UInt64(cmd.queued), length: length),
+                    image.isResident(at: range.byteOffset + UInt64(cmd.queued), length: length)
                 {
                     source = mapped
                 } else {
