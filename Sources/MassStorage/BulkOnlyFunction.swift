@@ -141,14 +141,15 @@ final class BulkOnlyFunction {
         self.target = target
         self.logger = logger
         transport = BulkOnlyTransport(maxLUN: UInt8(target.units.count - 1))
-        control = TransferPool(count: 4, bufferSize: 4096, base: 0)
+        // CBW reads, CSWs and syncs; after a reset the abandoned ones keep their slots until their completions.
+        control = TransferPool(count: 8, bufferSize: 4096, base: 0)
         self.transferSize = transferSize
-        data = TransferPool(count: depth, bufferSize: transferSize ?? 64 * 1024, base: 4)
-        aio = try AsyncIO(depth: 4 + depth)
-        roles = Array(repeating: .idle, count: 4 + depth)
-        generations = Array(repeating: 0, count: 4 + depth)
+        data = TransferPool(count: depth, bufferSize: transferSize ?? 64 * 1024, base: 8)
+        aio = try AsyncIO(depth: 8 + depth)
+        roles = Array(repeating: .idle, count: 8 + depth)
+        generations = Array(repeating: 0, count: 8 + depth)
         batch = []
-        batch.reserveCapacity(4 + depth)
+        batch.reserveCapacity(8 + depth)
         // Large enough for the biggest data-out request (comparisons), and for VERIFY and WRITE SAME slices.
         scratch = .allocate(byteCount: max(transferSize ?? 64 * 1024, 1 << 20), alignment: 4096)
         cbwBuffer = .allocate(byteCount: 1024, alignment: 64)
@@ -587,7 +588,9 @@ final class BulkOnlyFunction {
     private func queueCSW(_ cmd: inout ActiveCommand) {
         guard !cmd.cswQueued else { return }
         guard let slot = control.take() else {
-            logger.error("no CSW could be queued for tag \(cmd.cbw.tag)")
+            // Every control slot waits for a completion (CSWs and syncs of commands a reset abandoned): the CSW goes
+            // out at the next turn, when one of them has given its slot back.
+            logger.warning("no free slot for the CSW of tag \(cmd.cbw.tag) yet")
             return
         }
         guard let csw = closingCSW(&cmd) else {

@@ -4,6 +4,7 @@
 # get MEDIUM ERROR with the LBA: never data umsd could not read, never GOOD for data it could not write, never a
 # missing CSW that only a reset ends. A failed write-back stays failed until the medium is reloaded. umsd keeps
 # serving its other LUN throughout.
+# Speeds: high
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"

@@ -3,6 +3,7 @@
 # on a read-only file system) leaves the drive serving as before and says why in one sentence; read-only <->
 # writable toggles while the host writes in a loop never crash umsd or lose what the host wrote after them; a
 # client that is not root, and symlinks planted in the image folder, cannot make umsd serve files from elsewhere.
+# Speeds: high
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
