@@ -1,5 +1,6 @@
 import Foundation
 import FunctionFS
+import Glibc
 import Gadget
 import Logging
 import MassStorage
@@ -26,7 +27,9 @@ public struct SavedState: Codable, Sendable, Equatable {
     /// Writes the state file atomically (a temporary file renamed over it), so a crash never leaves half a file.
     public func write(_ path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // Only root reads what umsd keeps: a folder it makes is 0700.
+        try FileManager.default.createDirectory(
+            atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -47,12 +50,14 @@ public enum Daemon {
             if let saved, index < saved.drives.count {
                 let state = saved.drives[index]
                 cdrom = state.cdrom
-                writable = state.writable && !state.cdrom
+                // The configuration's `writable: false` is the operator's word: a drive saved writable stays read-only.
+                writable = state.writable && !state.cdrom && drive.writable
                 if let path = state.image {
-                    if FileManager.default.isReadableFile(atPath: path) {
-                        image = path
+                    if let problem = savedImageProblem(path, readOnly: !writable) {
+                        // One image that no longer opens must not keep every drive (and the API) down.
+                        logger.warning("drive \(index): the saved image \(path) \(problem); the drive starts empty")
                     } else {
-                        logger.warning("drive \(index): the saved image \(path) is gone; the drive starts empty")
+                        image = path
                     }
                 }
             }
@@ -88,6 +93,30 @@ public enum Daemon {
         server.joinExistingGadget = configuration.gadget.mode == .existing
         server.cpu = configuration.cpu
         return server
+    }
+
+    /// Why the saved image at `path` cannot be served the way the drive would open it (for writing unless
+    /// `readOnly`, locked shared or exclusive as the drive side locks it), or nil when it can. The file is only
+    /// opened and closed again: the server opens it for real right after.
+    /// The corresponding C calls are `open`, `fstat` and `flock`.
+    static func savedImageProblem(_ path: String, readOnly: Bool) -> String? {
+        // O_NONBLOCK: a FIFO left at the path must not hold startup; it is refused below as not a file.
+        let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ENOENT { return "is gone" }
+            return "cannot be opened \(readOnly ? "for reading" : "for writing") (\(String(cString: strerror(code))))"
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return "cannot be examined (\(String(cString: strerror(errno))))" }
+        let kind = st.st_mode & S_IFMT
+        guard kind == S_IFREG || kind == S_IFBLK else { return "is not a regular file or block device" }
+        if kind == S_IFREG && st.st_size == 0 { return "is empty" }
+        guard flock(fd, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 else {
+            return "is in use by another program (it holds a lock on it)"
+        }
+        return nil
     }
 
     /// Runs the daemon until SIGTERM; errors are one sentence. On SIGHUP `reload` is asked for the configuration
