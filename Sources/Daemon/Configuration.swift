@@ -75,6 +75,8 @@ public struct HTTPConfiguration: Sendable, Equatable {
     public var maxUploadSize: Int64 = 64 << 30
     /// Requests per second per client address (bursts of twice as many); 0: no limit.
     public var rateLimit = 50
+    /// Connections open at once; at the cap a new one replaces the one idle longest, or is closed when all are busy.
+    public var maxConnections = 256
 
     public init() {}
 }

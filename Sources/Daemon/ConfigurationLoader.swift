@@ -27,7 +27,7 @@ public enum ConfigurationLoader {
     private static func load(file: String, text: String) throws(ConfigurationError) -> [String: Any] {
         let value: Any?
         do {
-            value = try Yams.load(yaml: text)
+            value = try Yams.load(yaml: text, .default, constructor)
         } catch {
             throw ConfigurationError(file: file, key: "", reason: "not valid YAML (\(error))")
         }
@@ -36,6 +36,25 @@ public enum ConfigurationLoader {
             throw ConfigurationError(file: file, key: "", reason: "the top level must be a mapping of keys")
         }
         return table
+    }
+
+    /// Yams' constructor, except that a plain number written with a leading zero (`0660`, `0o660`) stays the text
+    /// it was: YAML 1.1 reads it as octal and 1.2 as decimal, so only the key that reads it knows what it means
+    /// (`control.mode` reads it as octal permissions, a USB id as hex).
+    private static var constructor: Constructor {
+        var scalars = Constructor.defaultScalarMap
+        let integer = scalars[.int]
+        scalars[.int] = { scalar in
+            let text = scalar.string
+            let digits = text.hasPrefix("0o") ? text.dropFirst(2) : text.dropFirst()
+            if scalar.style == .plain || scalar.style == .any, text.hasPrefix("0"), text.count > 1,
+                digits.allSatisfy({ $0.isASCII && $0.isNumber })
+            {
+                return text
+            }
+            return integer?(scalar)
+        }
+        return Constructor(scalars)
     }
 
     static func deepMerge(_ base: [String: Any], _ overlay: [String: Any]) -> [String: Any] {
@@ -218,10 +237,20 @@ private struct Reader {
         return text
     }
 
+    /// An absolute path in one spelling: `//`, `.` and a trailing `/` dropped, `..` taken back (by the text, as
+    /// the operator reads it), so that paths compared later compare what they name.
     func path(_ value: Any, _ key: String) throws(ConfigurationError) -> String {
         let text = try self.text(value, key, max: 4096)
         guard text.hasPrefix("/") else { throw error(key, "must be an absolute path") }
-        return text
+        var parts: [Substring] = []
+        for part in text.split(separator: "/") where part != "." {
+            if part == ".." {
+                _ = parts.popLast()
+            } else {
+                parts.append(part)
+            }
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     func id16(_ value: Any, _ key: String) throws(ConfigurationError) -> UInt16 {
@@ -233,14 +262,18 @@ private struct Reader {
         throw error(key, "must be a 16-bit USB id such as 0x1d6b")
     }
 
+    /// Permissions, always octal: "0660", "660", "0o660", 0660 or 660 all mean rw-rw----. A number is read by its
+    /// digits, never as decimal (440 is r--r-----, not 0o670).
     func mode(_ value: Any, _ key: String) throws(ConfigurationError) -> UInt16 {
-        // YAML reads 0660 as octal 432 in YAML 1.1 and as decimal 660 in 1.2: accept both, and strings.
-        if let number = value as? Int, !(value is Bool) {
-            if number <= 0o777 { return UInt16(number) }
-            if let octal = UInt16(String(number), radix: 8), octal <= 0o777 { return octal }
+        var digits: Substring?
+        if let number = value as? Int, !(value is Bool), number >= 0 { digits = Substring(String(number)) }
+        if let text = value as? String { digits = text.hasPrefix("0o") ? text.dropFirst(2) : Substring(text) }
+        guard let digits, !digits.isEmpty, digits.allSatisfy({ ("0"..."7").contains($0) }),
+            let mode = UInt16(digits, radix: 8), mode <= 0o777
+        else {
+            throw error(key, "must be octal file permissions such as \"0660\" or 660 (digits 0 to 7, at most 777)")
         }
-        if let text = value as? String, let octal = UInt16(text, radix: 8), octal <= 0o777 { return octal }
-        throw error(key, "must be file permissions such as \"0660\"")
+        return mode
     }
 
     func choice<T>(_ value: Any, _ key: String, _ make: (String) -> T?) throws(ConfigurationError) -> T {
@@ -277,7 +310,10 @@ private struct Reader {
     func http(_ value: Any, _ key: String, over base: HTTPConfiguration) throws(ConfigurationError) -> HTTPConfiguration {
         let table = try self.table(
             value, key,
-            keys: ["enabled", "listen", "token_file", "basic_auth", "tls", "max_upload_size", "rate_limit"])
+            keys: [
+                "enabled", "listen", "token_file", "basic_auth", "tls", "max_upload_size", "rate_limit",
+                "max_connections",
+            ])
         var http = base
         if let v = table["enabled"] { http.enabled = try bool(v, "\(key).enabled") }
         if let v = table["listen"] {
@@ -312,6 +348,9 @@ private struct Reader {
         }
         if let v = table["max_upload_size"] { http.maxUploadSize = try size(v, "\(key).max_upload_size") }
         if let v = table["rate_limit"] { http.rateLimit = try integer(v, "\(key).rate_limit", 0...100_000) }
+        if let v = table["max_connections"] {
+            http.maxConnections = try integer(v, "\(key).max_connections", 1...100_000)
+        }
         return http
     }
 

@@ -121,6 +121,15 @@ import SCSI
         Refusal(yaml: "drives: {default: {fua: maybe}}", key: "drives.default.fua", reason: "true or false"),
         Refusal(yaml: "storage: {images: relative/path}", key: "storage.images", reason: "absolute path"),
         Refusal(yaml: "control: {mode: \"999\"}", key: "control.mode", reason: "permissions"),
+        Refusal(yaml: "control: {mode: 999}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: 680}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: 1000}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: \"0x1b6\"}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: \"rw-rw----\"}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: \"\"}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: -660}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: true}", key: "control.mode", reason: "octal"),
+        Refusal(yaml: "control: {mode: 6.6}", key: "control.mode", reason: "octal"),
         Refusal(yaml: "log: {level: loud}", key: "log.level", reason: "must be one of"),
         Refusal(yaml: "enabled: yes please", key: "enabled", reason: "true or false"),
         Refusal(yaml: "cpu: -1", key: "cpu", reason: "auto, none or a CPU number"),
@@ -138,6 +147,47 @@ import SCSI
             #expect(error.file.hasSuffix("50-bad.yaml") || error.file.contains("50-bad.yaml"))
             #expect(error.key == refusal.key)
             #expect(error.reason.contains(refusal.reason), "\(error.description)")
+        }
+    }
+
+    /// Permissions are octal however they are written: YAML 1.1 reads 0660 as the number 432 and 1.2 as 660, and a
+    /// plain 440 must not become the decimal 440 (0o670, which lets the group in).
+    @Test func controlModeIsOctal() throws {
+        let cases: [(String, UInt16)] = [
+            ("0660", 0o660), ("660", 0o660), ("440", 0o440), ("400", 0o400), ("0o640", 0o640), ("0600", 0o600),
+            ("\"0660\"", 0o660), ("\"660\"", 0o660), ("\"0o660\"", 0o660), ("0", 0), ("777", 0o777), ("0777", 0o777),
+        ]
+        for (text, mode) in cases {
+            let parsed = try ConfigurationLoader.parse([("a.yaml", "control: {mode: \(text)}")])
+            #expect(parsed.controlSocketMode == mode, "mode: \(text) gave \(String(parsed.controlSocketMode, radix: 8))")
+        }
+        // Other numbers with a leading zero are not octal by accident: 0104 stays the USB id 0x0104.
+        #expect(try ConfigurationLoader.parse([("a.yaml", "gadget: {product_id: 0104}")]).gadget.productID == 0x0104)
+        #expect(try ConfigurationLoader.parse([("a.yaml", "gadget: {max_power_ma: 100}")]).gadget.maxPowerMilliamps == 100)
+    }
+
+    /// Paths are compared by what they name, so the configuration keeps one spelling of each: no trailing slash, no
+    /// `//`, `.` or `..`.
+    @Test func pathsAreNormalised() throws {
+        let text = """
+            storage: {images: /srv//images/./iso/../}
+            control: {socket: /run/umsd/../umsd//control.sock}
+            state: {file: /var/lib/umsd/./state.json}
+            http:
+              token_file: /var/lib//umsd/token/
+              basic_auth: {user: admin, password_file: /etc/umsd/../umsd/password}
+              tls: {certificate: /etc/ssl//cert.pem, key: /etc/ssl/./key.pem}
+            """
+        let c = try ConfigurationLoader.parse([("a.yaml", text)])
+        #expect(c.imageFolder == "/srv/images")
+        #expect(c.controlSocket == "/run/umsd/control.sock")
+        #expect(c.stateFile == "/var/lib/umsd/state.json")
+        #expect(c.http.tokenFile == "/var/lib/umsd/token")
+        #expect(c.http.basicAuthPasswordFile == "/etc/umsd/password")
+        #expect(c.http.tlsCertificate == "/etc/ssl/cert.pem")
+        #expect(c.http.tlsKey == "/etc/ssl/key.pem")
+        for (path, normal) in [("/", "/"), ("//", "/"), ("/..", "/"), ("/a/../..", "/"), ("/a/b/", "/a/b"), ("/a/...", "/a/...")] {
+            #expect(try ConfigurationLoader.parse([("a.yaml", "storage: {images: \"\(path)\"}")]).imageFolder == normal, "\(path)")
         }
     }
 
