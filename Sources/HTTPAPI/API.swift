@@ -84,18 +84,30 @@ struct API: Sendable {
             drives: (response.drives ?? []).map { DriveView($0, folder: store.folder) })
     }
 
-    /// The absolute image paths in drives, loaded or queued, with the drives that hold each.
-    static func holders(_ drives: [DriveResponse.Drive]) -> [String: [Int]] {
-        var holders: [String: [Int]] = [:]
+    /// The files in drives, loaded or queued, with the drives that hold each. A drive's image is a path in
+    /// whatever spelling it was loaded with (`//`, a symlinked folder): the file it names now decides, by device
+    /// and inode. Blocks (stat): call from a thread that may.
+    static func holders(_ drives: [DriveResponse.Drive]) -> [FileIdentity: [Int]] {
+        var holders: [FileIdentity: [Int]] = [:]
         for drive in drives {
-            for path in Set([drive.image, drive.queuedImage].compactMap { $0 }) { holders[path, default: []].append(drive.lun) }
+            let files = Set([drive.image, drive.queuedImage].compactMap { $0 }.compactMap { FileIdentity(path: $0) })
+            for file in files { holders[file, default: []].append(drive.lun) }
         }
         return holders
     }
 
-    /// Refuses with `image-in-use`, naming the drive, when `name` is in one.
-    func refuseIfInUse(_ name: ImageName, holders: [String: [Int]]) throws(APIError) {
-        guard let luns = holders[store.path(of: name)], let lun = luns.first else { return }
+    /// The drives' files, from the drive side; its silence is an error.
+    func holders() async throws -> [FileIdentity: [Int]] {
+        let drives = try await status().drives ?? []
+        return try await blocking { Self.holders(drives) }
+    }
+
+    /// Refuses with `image-in-use`, naming the drive, when the file `name` is now is in one.
+    func refuseIfInUse(_ name: ImageName, holders: [FileIdentity: [Int]]) async throws {
+        let store = self.store
+        guard let file = try await blocking({ try? store.info(name) })?.file, let lun = holders[file]?.first else {
+            return
+        }
         throw APIError("image-in-use", "The image \(name.text) is in drive \(lun): eject it there first.")
     }
 
@@ -105,22 +117,24 @@ struct API: Sendable {
     /// listing should not fail for that).
     func images() async throws -> ImagesView {
         let drives = (try? await status())?.drives ?? []
-        let (images, parts) = try await blocking { Unchecked((store.images(), store.parts())) }.value
-        return ImagesView(images: Self.withUse(images, holders: Self.holders(drives), store: store), parts: parts)
+        let (images, parts, holders) = try await blocking {
+            Unchecked((store.images(), store.parts(), Self.holders(drives)))
+        }.value
+        return ImagesView(images: Self.withUse(images, holders: holders), parts: parts)
     }
 
-    static func withUse(_ images: [ImageInfo], holders: [String: [Int]], store: ImageStore) -> [ImageInfo] {
+    static func withUse(_ images: [ImageInfo], holders: [FileIdentity: [Int]]) -> [ImageInfo] {
         images.map { image in
             var image = image
-            if let name = try? ImageName(image.name) { image.inUse = holders[store.path(of: name)] ?? [] }
+            image.inUse = image.file.flatMap { holders[$0] } ?? []
             return image
         }
     }
 
     func remove(name text: String) async throws -> Response {
         let name = try ImageName(text)
-        let holders = Self.holders(try await status().drives ?? [])
-        try refuseIfInUse(name, holders: holders)
+        let holders = try await holders()
+        try await refuseIfInUse(name, holders: holders)
         let inUse = Set(holders.keys)
         try await blocking { try store.remove(name, inUse: inUse) }
         logger.info("image \(name.text) removed")
@@ -131,8 +145,8 @@ struct API: Sendable {
     func create(_ request: Request) async throws -> Response {
         let body = try CreateRequest.decode(try await jsonBody(request))
         let name = try ImageName(body.name)
-        let holders = Self.holders(try await status().drives ?? [])
-        if body.replace { try refuseIfInUse(name, holders: holders) }
+        let holders = try await holders()
+        if body.replace { try await refuseIfInUse(name, holders: holders) }
         let inUse = Set(holders.keys)
         let info = try await blocking {
             Unchecked(

@@ -84,7 +84,8 @@ struct Authenticator: Sendable {
         let token = bytes.map { String(format: "%02x", $0) }.joined()
         let folder = (path as NSString).deletingLastPathComponent
         do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw APIError("internal", "The folder \(folder) for the HTTP token cannot be created: \(error.localizedDescription)")
         }

@@ -67,7 +67,12 @@ extension API {
                 throw APIError("image-in-use", "The image \(name.text) is still being uploaded: wait for the upload to end.")
             }
             if change.force { requests.append(DriveRequest(command: "eject", lun: lun, force: true)) }
-            requests.append(DriveRequest(command: "load", lun: lun, image: store.path(of: name)))
+            // The file the store listed (never through a symlink): the drive side refuses to serve another one put
+            // at the name in between.
+            requests.append(
+                DriveRequest(
+                    command: "load", lun: lun, image: store.path(of: name), device: info.file?.device,
+                    inode: info.file?.inode))
         }
         if requests.isEmpty { requests.append(DriveRequest(command: "status", lun: lun)) }
         var last: DriveResponse?

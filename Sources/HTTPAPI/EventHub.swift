@@ -75,12 +75,14 @@ actor EventHub {
             response = lastDrives
         }
         let store = self.store
-        let (images, parts, transfers) = try await blocking { (store.images(), store.parts(), store.transfers()) }
         let drives = response?.drives ?? []
+        let (images, parts, transfers, holders) = try await blocking {
+            (store.images(), store.parts(), store.transfers(), API.holders(drives))
+        }
         let folder = store.folder
         return StateView(
             connected: response?.connected ?? false, drives: drives.map { DriveView($0, folder: folder) },
-            images: API.withUse(images, holders: API.holders(drives), store: store), parts: parts,
+            images: API.withUse(images, holders: holders), parts: parts,
             transfers: transfers.map(TransferView.init))
     }
 

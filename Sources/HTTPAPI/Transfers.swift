@@ -69,8 +69,8 @@ extension API {
 
     /// Starts an upload after checking the drives: replacing an image a drive holds is refused, naming the drive.
     private func begin(_ name: ImageName, expected: Int64?, replace: Bool, id: String?) async throws -> Upload {
-        let holders = Self.holders(try await status().drives ?? [])
-        if replace { try refuseIfInUse(name, holders: holders) }
+        let holders = try await holders()
+        if replace { try await refuseIfInUse(name, holders: holders) }
         let inUse = Set(holders.keys)
         let upload = try await blocking {
             try store.beginUpload(name, expectedSize: expected, replace: replace, id: id, inUse: inUse)

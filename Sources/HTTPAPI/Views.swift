@@ -14,10 +14,12 @@ struct DriveView: Encodable, Sendable {
         queuedImage = drive.queuedImage.map { Self.name(of: $0, folder: folder) }
     }
 
-    /// The store-relative name of `path` when it is inside `folder`, else the path itself.
+    /// The store-relative name of `path` when it is inside `folder` (in any spelling: `//`, `.`), else the path.
     static func name(of path: String, folder: String) -> String {
-        let prefix = folder.hasSuffix("/") ? folder : folder + "/"
-        return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
+        let normal = lexicallyNormalised(path)
+        let base = lexicallyNormalised(folder)
+        let prefix = base.hasSuffix("/") ? base : base + "/"
+        return normal.hasPrefix(prefix) ? String(normal.dropFirst(prefix.count)) : path
     }
 
     private enum Key: String, CodingKey { case lun, cdrom, writable, image, present, locked, trayOpen, queuedImage }

@@ -125,7 +125,7 @@ extension ImageStore {
     /// (or the whole image). It is built in a hidden temporary and renamed into place when complete.
     public func create(
         _ name: ImageName, size: Int64, filesystem: Filesystem, partitioned: Bool, label: String?, replace: Bool,
-        inUse: Set<String>
+        inUse: Set<FileIdentity>
     ) throws(StoreError) -> ImageInfo {
         let plan = try CreatePlan(size: size, filesystem: filesystem, partitioned: partitioned, label: label)
         for (tool, package) in plan.tools where Command.find(tool) == nil {
@@ -160,7 +160,7 @@ extension ImageStore {
         }
         let temporary = Upload.temporaryName(id: id, fileName: name.fileName)
         let fd = retryingEINTR {
-            openat(directory, temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            openat(directory, temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         }
         guard fd >= 0 else {
             let code = errno

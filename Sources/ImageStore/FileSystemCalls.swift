@@ -54,6 +54,26 @@ func statAt(_ directory: Int32, _ name: String) -> stat? {
     return st
 }
 
+/// `count` units of `size` bytes (statvfs block counts), clamped to Int64: a FUSE or network filesystem may report
+/// counts whose product does not fit, and a listing must not trap on them.
+func byteCount(_ count: some BinaryInteger, _ size: some BinaryInteger) -> Int64 {
+    let (product, overflow) = Int64(clamping: count).multipliedReportingOverflow(by: Int64(clamping: size))
+    return overflow ? .max : product
+}
+
+/// `path` in one spelling: `//`, `.` and a trailing `/` dropped, `..` taken back by the text.
+public func lexicallyNormalised(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/") where part != "." {
+        if part == ".." {
+            _ = parts.popLast()
+        } else {
+            parts.append(part)
+        }
+    }
+    return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
+}
+
 func isDirectory(_ st: stat) -> Bool { st.st_mode & S_IFMT == S_IFDIR }
 func isRegularFile(_ st: stat) -> Bool { st.st_mode & S_IFMT == S_IFREG }
 

@@ -30,7 +30,7 @@ import Synchronization
 ///
 /// Every method may be called from any thread. File I/O blocks: call from a thread that may block.
 public final class ImageStore: Sendable {
-    /// The image folder as configured, without a trailing slash.
+    /// The image folder as configured, in one spelling (no trailing slash, `//`, `.` or `..`).
     public let folder: String
     let logger: Logger
     let hooks: WriteHooks
@@ -52,11 +52,10 @@ public final class ImageStore: Sendable {
         var watcher: Watcher?
     }
 
-    /// Opens the store on `folder`, creating it (mode 0755) if missing, removing temporaries that a crash left
-    /// behind, and scanning it.
+    /// Opens the store on `folder`, creating it (mode 0700: images may hold secrets) if missing, removing
+    /// temporaries that a crash left behind, and scanning it.
     public init(folder: String, hooks: [WriteHook] = [], logger: Logger) throws(StoreError) {
-        var trimmed = folder
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        let trimmed = lexicallyNormalised(folder)
         guard trimmed.hasPrefix("/") else {
             throw .badRequest("The image folder \(folder) is not an absolute path: give it from /.")
         }
@@ -65,7 +64,7 @@ public final class ImageStore: Sendable {
         self.hooks = WriteHooks(hooks, logger: logger)
         do {
             try FileManager.default.createDirectory(
-                atPath: trimmed, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+                atPath: trimmed, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw StoreError("internal", "The image folder \(trimmed) could not be created: \(error).")
         }
@@ -101,8 +100,8 @@ public final class ImageStore: Sendable {
             let absolute = path.isEmpty ? folder : folder + "/" + path
             var fs = statvfs()
             guard statvfs(absolute, &fs) == 0 else { continue }
-            let size = Int64(fs.f_blocks) * Int64(fs.f_frsize)
-            let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+            let size = byteCount(fs.f_blocks, fs.f_frsize)
+            let free = byteCount(fs.f_bavail, fs.f_frsize)
             let mountedReadOnly = readOnly || fs.f_flag & UInt(ST_RDONLY) != 0
             let writable = hooks.covers(path) || (!mountedReadOnly && access(absolute, W_OK) == 0)
             result.append(PartInfo(name: path, path: path, size: size, free: free, writable: writable))
@@ -152,12 +151,12 @@ public final class ImageStore: Sendable {
         return (fd, Int64(st.st_size))
     }
 
-    /// Removes an image, refusing one that is in a drive (`inUse` holds absolute paths as `path(of:)` gives).
-    public func remove(_ name: ImageName, inUse: Set<String>) throws(StoreError) {
+    /// Removes an image, refusing one that is in a drive (`inUse` holds the files the drives hold).
+    public func remove(_ name: ImageName, inUse: Set<FileIdentity>) throws(StoreError) {
         let directory = try openParent(of: name)
         defer { close(directory) }
         guard let st = statAt(directory, name.fileName), isRegularFile(st) else { throw .notFound(name) }
-        if inUse.contains(path(of: name)) { throw .inUse(name) }
+        if inUse.contains(FileIdentity(st)) { throw .inUse(name) }
         let part = self.part(of: name)
         try hooks.begin(part)
         defer { hooks.end(part) }
@@ -269,7 +268,7 @@ public final class ImageStore: Sendable {
         }
         return ImageInfo(
             name: name, part: part, size: Int64(st.st_size), mtime: date(st.st_mtim), complete: true,
-            writable: partWritable && !name.lowercased().hasSuffix(".iso"))
+            writable: partWritable && !name.lowercased().hasSuffix(".iso"), file: FileIdentity(st))
     }
 
     func openRoot() throws(StoreError) -> Int32 {

@@ -7,10 +7,10 @@ extension ImageStore {
     /// Starts an upload of `name` into a hidden temporary file beside it; the image appears only on `finish()`.
     ///
     /// Refused: `exists` (the name exists and `replace` is false, or another upload of it runs), `image-in-use`
-    /// (replacing an image whose path is in `inUse`), `read-only`, `too-large` (`expectedSize` above the part's
+    /// (replacing an image whose file is in `inUse`), `read-only`, `too-large` (`expectedSize` above the part's
     /// free space), `bad-request` (a bad or taken `id`), `bad-name` (a parent folder is a symlink).
     public func beginUpload(
-        _ name: ImageName, expectedSize: Int64?, replace: Bool, id: String?, inUse: Set<String>
+        _ name: ImageName, expectedSize: Int64?, replace: Bool, id: String?, inUse: Set<FileIdentity>
     ) throws(StoreError) -> Upload {
         let id = id ?? ImageStore.newID("u-")
         guard Upload.isValidID(id) else {
@@ -30,7 +30,8 @@ extension ImageStore {
             name, part: part, replace: replace, inUse: inUse, size: expectedSize)
         let temporary = Upload.temporaryName(id: id, fileName: name.fileName)
         let fd = retryingEINTR {
-            openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            // Images may hold secrets (a preseeded installer, what a host wrote): only root reads them.
+            openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         }
         guard fd >= 0 else {
             let code = errno
@@ -56,7 +57,7 @@ extension ImageStore {
     /// or replaceable and not in a drive, `size` within the free space), creating missing folders: how many it
     /// created is returned, so that a failed write can remove them again.
     func openForWriting(
-        _ name: ImageName, part: String, replace: Bool, inUse: Set<String>, size: Int64?
+        _ name: ImageName, part: String, replace: Bool, inUse: Set<FileIdentity>, size: Int64?
     ) throws(StoreError) -> (directory: Int32, created: Int) {
         var (directory, depth) = try walk(name)
         let existing = depth
@@ -77,10 +78,10 @@ extension ImageStore {
             if !replace {
                 throw StoreError("exists", "\(name) exists already: ask to replace it, or choose another name.")
             }
-            if inUse.contains(path(of: name)) { throw .inUse(name) }
+            if inUse.contains(FileIdentity(st)) { throw .inUse(name) }
         }
         if let size, fstatvfs(directory, &fs) == 0 {
-            let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+            let free = byteCount(fs.f_bavail, fs.f_frsize)
             if size > free {
                 throw StoreError(
                     "too-large",
@@ -91,7 +92,7 @@ extension ImageStore {
         var created = 0
         while depth < name.folders.count {
             let folder = name.folders[depth]
-            let made = retryingEINTR({ mkdirat(directory, folder, 0o755) }) == 0
+            let made = retryingEINTR({ mkdirat(directory, folder, 0o700) }) == 0
             if !made && errno != EEXIST {
                 let code = errno
                 if code == EROFS || code == EACCES || code == EPERM { throw readOnly(part, code) }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import HTTPAPI
 import Hummingbird
 import HTTPTypes
@@ -98,6 +99,67 @@ struct ImageRouteTests {
             try await client.execute(uri: "/api/drives/1/eject", method: .post) { #expect($0.status == .ok) }
             try await client.execute(uri: "/api/images/in/use.img", method: .delete) { #expect($0.status == .noContent) }
         }
+    }
+
+    /// A drive loaded through another spelling of the path (a trailing slash in the folder, `//`, `.`, a symlinked
+    /// folder, as `umsd drive --set-image` may give it) still holds the image: "in use" is the file, not the string.
+    @Test(arguments: ["//a.img", "/./a.img", "/sub/../a.img", "-link/a.img"])
+    func inUseIsTheFileWhateverItsSpelling(spelling: String) async throws {
+        let fixture = try Fixture()
+        try fixture.put("a.img", pattern(4096))
+        try FileManager.default.createDirectory(atPath: fixture.store.folder + "/sub", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: fixture.store.folder + "-link", withDestinationPath: fixture.store.folder)
+        let loaded = await fixture.drives.load(lun: 0, path: fixture.store.folder + spelling)
+        #expect(loaded == "done")
+        try await fixture.app().test(.router) { client in
+            try await client.execute(uri: "/api/images", method: .get) { response in
+                let images = try #require(json(response)["images"] as? [[String: Any]])
+                #expect(images.first { $0["name"] as? String == "a.img" }?["inUse"] as? [Int] == [0])
+            }
+            try await client.execute(uri: "/api/images/a.img", method: .delete) { response in
+                #expect(response.status == .conflict)
+                #expect(errorCode(response) == "image-in-use")
+            }
+            try await client.execute(uri: "/api/images/a.img?replace=1", method: .put, body: ByteBuffer(bytes: [1, 2])) { response in
+                #expect(response.status == .conflict)
+                #expect(errorCode(response) == "image-in-use")
+            }
+            try await client.execute(uri: "/api/images/create", method: .post,
+                body: body(#"{"name": "a.img", "size": "1M", "replace": true}"#)) { response in
+                #expect(response.status == .conflict)
+                #expect(errorCode(response) == "image-in-use")
+            }
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.store.folder + "/a.img")) == Data(pattern(4096)))
+    }
+
+    /// The name is the only thing that links a drive to an image: another file at another name with the same bytes
+    /// is not in use.
+    @Test func anotherFileIsNotInUse() async throws {
+        let fixture = try Fixture()
+        try fixture.put("a.img", pattern(4096))
+        try fixture.put("b.img", pattern(4096))
+        #expect(await fixture.drives.load(lun: 0, path: fixture.store.folder + "//a.img") == "done")
+        try await fixture.app().test(.router) { client in
+            try await client.execute(uri: "/api/images/b.img", method: .delete) { #expect($0.status == .noContent) }
+        }
+    }
+
+    /// The drive side is told which file the store listed, so that it can refuse another one put in its place.
+    @Test func aLoadNamesTheFileTheStoreListed() async throws {
+        let fixture = try Fixture()
+        try fixture.put("dir/a.img", pattern(4096))
+        var st = stat()
+        try #require(stat(fixture.store.folder + "/dir/a.img", &st) == 0)
+        try await fixture.app().test(.router) { client in
+            try await client.execute(uri: "/api/drives/1", method: .post, body: body(#"{"image": "dir/a.img"}"#)) {
+                #expect($0.status == .ok)
+            }
+        }
+        let load = try #require(await fixture.drives.requests.first { $0.command == "load" })
+        #expect(load.image == fixture.store.folder + "/dir/a.img")
+        #expect(load.device == UInt64(st.st_dev))
+        #expect(load.inode == UInt64(st.st_ino))
     }
 
     @Test(arguments: [

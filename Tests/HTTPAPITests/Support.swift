@@ -34,6 +34,10 @@ actor MemoryDrives: DriveControl {
     func lock(_ lun: Int, _ locked: Bool) { drives[lun].locked = locked }
     func hostEject(_ lun: Int) { drives[lun].image = nil }
     func setAnswering(_ value: Bool) { answering = value }
+    /// Loads `path` as it is spelled, the way `umsd drive --set-image` reaches the drive side without the API.
+    func load(lun: Int, path: String) -> String? {
+        (try? serve(DriveRequest(command: "load", lun: lun, image: path)))
+    }
 
     func send(_ request: DriveRequest) async throws -> DriveResponse {
         guard answering else { throw APIError("daemon", "The drive side of umsd does not answer.") }

@@ -201,7 +201,7 @@ import Testing
             storeError {
                 _ = try store.create(
                     a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: true,
-                    inUse: [store.path(of: a)])
+                    inUse: [try #require(FileIdentity(path: store.path(of: a)))])
             }?.code == "image-in-use")
         #expect(
             try store.create(

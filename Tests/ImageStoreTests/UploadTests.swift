@@ -231,14 +231,15 @@ import Testing
         }
         #expect(exists?.code == "exists")
         let inUse = storeError {
-            _ = try store.beginUpload(try name("a.img"), expectedSize: 5, replace: true, id: nil, inUse: [path])
+            _ = try store.beginUpload(
+                try name("a.img"), expectedSize: 5, replace: true, id: nil, inUse: [try #require(FileIdentity(path: path))])
         }
         #expect(inUse?.code == "image-in-use")
         #expect(contents(path) == bytes(100))
 
         // While the replacement runs, the old image stays listed, complete, and is not listed twice.
         let replacing = try store.beginUpload(
-            try name("a.img"), expectedSize: 7, replace: true, id: "r", inUse: ["/other"])
+            try name("a.img"), expectedSize: 7, replace: true, id: "r", inUse: [FileIdentity(device: 0, inode: 0)])
         try replacing.write(bytes(7, seed: 5))
         #expect(store.images().map(\.name) == ["a.img"])
         #expect(store.images().first?.size == 100)
@@ -329,9 +330,53 @@ import Testing
         let store = try ImageStore(folder: scratch.path + "/new/images", logger: testLogger)
         var st = stat()
         #expect(stat(scratch.path + "/new/images", &st) == 0)
-        #expect(st.st_mode & 0o777 == 0o755)
+        #expect(st.st_mode & 0o777 == 0o700)
         #expect(store.images().isEmpty)
         #expect(storeError { _ = try ImageStore(folder: "relative/images", logger: testLogger) }?.code == "bad-request")
+    }
+
+    /// Images may hold secrets (a preseeded installer, what the host wrote): only root reads what umsd writes.
+    @Test func newImagesAndFoldersAreNotWorldReadable() throws {
+        let scratch = try Scratch()
+        let store = try ImageStore(folder: scratch.images, logger: testLogger)
+        try uploadImage(store, "dir/sub/a.img", bytes(10))
+        _ = try store.create(try name("new/c.img"), size: 1 << 20, filesystem: .none, partitioned: false, label: nil, replace: false, inUse: [])
+        func mode(_ relative: String) -> mode_t {
+            var st = stat()
+            return stat(scratch.images + "/" + relative, &st) == 0 ? st.st_mode & 0o777 : 0o7777
+        }
+        #expect(mode("dir/sub/a.img") == 0o600)
+        #expect(mode("new/c.img") == 0o600)
+        #expect(mode("dir") == 0o700)
+        #expect(mode("dir/sub") == 0o700)
+        #expect(mode("new") == 0o700)
+    }
+
+    /// "In use" is the file (device and inode), however the drive side spelled its path.
+    @Test func inUseIsTheFileNotItsPath() throws {
+        let scratch = try Scratch()
+        let store = try ImageStore(folder: scratch.images, logger: testLogger)
+        try uploadImage(store, "a.img", bytes(10))
+        try uploadImage(store, "b.img", bytes(10))
+        #expect(link(scratch.images + "/a.img", scratch.path + "/elsewhere.img") == 0)
+        let a = try name("a.img")
+        let served = try #require(FileIdentity(path: scratch.path + "/elsewhere.img"))
+        #expect(try store.info(a).file == served)
+        #expect(store.images().first { $0.name == "a.img" }?.file == served)
+        #expect(storeError { try store.remove(a, inUse: [served]) }?.code == "image-in-use")
+        #expect(storeError { _ = try store.beginUpload(a, expectedSize: 1, replace: true, id: nil, inUse: [served]) }?.code == "image-in-use")
+        try store.remove(try name("b.img"), inUse: [served])
+        #expect(store.images().map(\.name) == ["a.img"])
+        #expect(FileIdentity(path: scratch.path + "/none.img") == nil)
+    }
+
+    /// Sizes from statvfs come from the filesystem (FUSE, network): counts that overflow are clamped, not a trap.
+    @Test func hugeFilesystemCountsAreClamped() {
+        #expect(byteCount(10, 4096) == 40960)
+        #expect(byteCount(UInt.max, 4096) == Int64.max)
+        #expect(byteCount(UInt(Int64.max) + 1, 1) == Int64.max)
+        #expect(byteCount(UInt(1) << 40, UInt(1) << 30) == Int64.max)
+        #expect(byteCount(0, UInt.max) == 0)
     }
 
     @Test func removeRefusesImagesInUseAndUnknownNames() throws {
@@ -339,11 +384,12 @@ import Testing
         let store = try ImageStore(folder: scratch.images, logger: testLogger)
         try uploadImage(store, "x/a.img", bytes(10))
         let a = try name("x/a.img")
-        #expect(storeError { try store.remove(a, inUse: [store.path(of: a)]) }?.code == "image-in-use")
+        let identity = try #require(FileIdentity(path: store.path(of: a)))
+        #expect(storeError { try store.remove(a, inUse: [identity]) }?.code == "image-in-use")
         #expect(storeError { try store.remove(try name("x/none.img"), inUse: []) }?.code == "not-found")
         #expect(storeError { try store.remove(try name("nofolder/none.img"), inUse: []) }?.code == "not-found")
         #expect(storeError { try store.remove(try name("x"), inUse: []) }?.code == "not-found")
-        try store.remove(a, inUse: ["/elsewhere/a.img"])
+        try store.remove(a, inUse: [FileIdentity(device: identity.device, inode: identity.inode &+ 1)])
         #expect(store.images().isEmpty)
         #expect(allEntries(scratch.images) == ["x"])
         #expect(storeError { _ = try store.openForReading(a) }?.code == "not-found")
