@@ -17,7 +17,7 @@ struct API: Sendable {
         self.drives = drives
         self.settings = settings
         self.logger = logger
-        hub = EventHub(store: store, drives: drives, logger: logger)
+        hub = EventHub(store: store, drives: drives, maxListeners: settings.maxEventStreams, logger: logger)
     }
 
     /// Runs the handler of a matched route.
@@ -50,7 +50,7 @@ struct API: Sendable {
             let response = try await control(DriveRequest(command: match.route == .connect ? "connect" : "disconnect"))
             await hub.poke()
             return JSON.response(driveState(response))
-        case .events: return await events()
+        case .events: return try await events()
         case .openAPI:
             var headers = HTTPFields()
             headers[.contentType] = "application/yaml; charset=utf-8"

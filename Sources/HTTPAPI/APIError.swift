@@ -30,7 +30,7 @@ public struct APIError: Error, Sendable, Equatable {
         case "range": .rangeNotSatisfiable
         case "rate-limited": .tooManyRequests
         case "no-space": .init(code: 507, reasonPhrase: "Insufficient Storage")
-        case "daemon": .serviceUnavailable
+        case "daemon", "busy": .serviceUnavailable
         default: .internalServerError
         }
     }

@@ -10,15 +10,19 @@ import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
-/// The request context: Hummingbird's, plus the client's address for the rate limit.
+/// The request context: Hummingbird's, plus the client's address for the rate limit and the address the
+/// connection arrived at.
 public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The client's IP address; nil in in-process tests.
     public let clientAddress: String?
+    /// The local end of the connection; nil in in-process tests.
+    public let localAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         clientAddress = source.channel.remoteAddress?.ipAddress
+        localAddress = source.channel.localAddress
     }
 }
 
@@ -29,14 +33,25 @@ public struct APIResponder: HTTPResponder {
     let api: API
     let authenticator: Authenticator
     let limiter: RateLimiter
+    /// The service speaks HTTPS: the scheme of its own origin.
+    let secure: Bool
 
     public func respond(to request: Request, context: Context) async throws -> Response {
+        var response = await answer(request, context: context)
+        // No page of another site may show this one in a frame and trick a click on Delete, Load or Writable.
+        response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        response.headers[.contentSecurityPolicy] = "frame-ancestors 'none'"
+        return response
+    }
+
+    private func answer(_ request: Request, context: Context) async -> Response {
         do {
             if let wait = limiter.admit(context.clientAddress ?? "local") {
                 var error = APIError("rate-limited", "Too many requests from this address: wait \(wait) s and try again.")
                 error.headers = [("Retry-After", String(wait))]
                 throw error
             }
+            try Self.refuseBeyondLoopback(local: context.localAddress, open: authenticator.isOpen)
             try Self.refuseForeignHost(request, open: authenticator.isOpen)
             // With a bearer token only, the page itself (static, nothing secret in it) loads without credentials, so
             // that a browser can open it and ask for the token; everything it then asks for needs the token. With
@@ -48,7 +63,7 @@ public struct APIResponder: HTTPResponder {
                 error.headers = [("WWW-Authenticate", authenticator.challenge)]
                 throw error
             }
-            try Self.refuseCrossSite(request)
+            try Self.refuseCrossSite(request, secure: secure)
             switch APIRoute.match(method: request.method.rawValue, rawPath: request.uri.path) {
             case .success(let match):
                 return try await api.handle(match, request)
@@ -72,23 +87,63 @@ public struct APIResponder: HTTPResponder {
         }
     }
 
-    /// A page on another site must not drive the appliance through the operator's browser: a request that
-    /// changes something and comes from another site is refused. Browsers say so in `Sec-Fetch-Site`, which a
-    /// reverse proxy leaves alone; without it (older browsers) `Origin` must name the host the request was sent to
-    /// (`Host` or a proxy's `X-Forwarded-Host`), ports aside. Tools like curl send neither header.
-    static func refuseCrossSite(_ request: Request) throws(APIError) {
+    /// An umsd open to loopback only answers connections that arrived at a loopback address: the address the
+    /// connection was accepted on decides, whatever the configuration said.
+    static func refuseBeyondLoopback(local: SocketAddress?, open: Bool) throws(APIError) {
+        guard open, let local, !HTTPSettings.isLoopback(local) else { return }
+        throw APIError(
+            "unauthorized",
+            "This umsd has no credentials and answers only on loopback, not on \(local.ipAddress ?? "this address"): set http.listen to a loopback address, or give it credentials.")
+    }
+
+    /// A page of another origin must not drive the appliance through the operator's browser (with the browser's
+    /// basic-auth credentials, or an open umsd): a request that changes something is taken only from the page's
+    /// own origin. Browsers say where a request comes from in `Sec-Fetch-Site`, which a reverse proxy leaves
+    /// alone: `same-origin`, or `none` (typed by the user); `same-site` is a sibling site or another port, and is
+    /// refused. Without it (older browsers) `Origin` must be the request's own origin: scheme, host and port of
+    /// `Host` (or a proxy's `X-Forwarded-Host` and `X-Forwarded-Proto`). Tools like curl send neither header.
+    static func refuseCrossSite(_ request: Request, secure: Bool) throws(APIError) {
         guard request.method != .get, request.method != .head else { return }
         let refusal = APIError(
             "unauthorized", "A request from another site was refused: umsd only takes changes from its own page.")
         if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!] {
-            if site.lowercased() == "cross-site" { throw refusal }
+            guard ["same-origin", "none"].contains(site.lowercased()) else { throw refusal }
             return
         }
         guard let origin = request.headers[.origin] else { return }
-        let originHost = hostName(origin.components(separatedBy: "://").last ?? "")
-        let targets = [request.head.authority, request.headers[HTTPField.Name("X-Forwarded-Host")!]].compactMap { $0 }
-        guard !targets.contains(where: { hostName($0) == originHost }) else { return }
-        throw refusal
+        let forwardedHost = request.headers[HTTPField.Name("X-Forwarded-Host")!]
+        let scheme =
+            request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() ?? (secure ? "https" : "http")
+        let parts = origin.components(separatedBy: "://")
+        guard let authority = forwardedHost ?? request.head.authority ?? request.headers[HTTPField.Name("Host")!],
+            let own = Self.origin(scheme: scheme, authority: authority), parts.count == 2,
+            let theirs = Self.origin(scheme: parts[0].lowercased(), authority: parts[1]), theirs == own
+        else { throw refusal }
+    }
+
+    /// Scheme, host and port (the scheme's default when not written), lower case; nil for an unknown scheme.
+    static func origin(scheme: String, authority: String) -> String? {
+        let ports = ["http": 80, "https": 443]
+        guard let defaultPort = ports[scheme] else { return nil }
+        var text = Substring(authority.lowercased())
+        if let slash = text.firstIndex(of: "/") { text = text[..<slash] }
+        var host = text
+        var port = defaultPort
+        if text.hasPrefix("[") {
+            guard let end = text.firstIndex(of: "]") else { return nil }
+            host = text[...end]
+            let rest = text[text.index(after: end)...]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":"), let number = Int(rest.dropFirst()) else { return nil }
+                port = number
+            }
+        } else if let colon = text.lastIndex(of: ":") {
+            guard let number = Int(text[text.index(after: colon)...]) else { return nil }
+            host = text[..<colon]
+            port = number
+        }
+        guard !host.isEmpty else { return nil }
+        return "\(scheme)://\(host):\(port)"
     }
 
     /// Without credentials (listening on loopback) a page on another site could still reach the API through DNS
@@ -129,25 +184,39 @@ public func buildApplication(
     store: ImageStore, drives: any DriveControl, settings: HTTPSettings, logger: Logger,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) throws(APIError) -> some ApplicationProtocol {
+    let listen = try settings.listenAddress()
     let api = API(store: store, drives: drives, settings: settings, logger: logger)
     let responder = APIResponder(
-        api: api, authenticator: try Authenticator(settings), limiter: RateLimiter(rate: settings.rateLimit))
-    var server = HTTPServerBuilder.http1()
-    if let tls = settings.tls {
-        server = try tlsServer(tls)
+        api: api, authenticator: try Authenticator(settings, open: listen.isLoopback),
+        limiter: RateLimiter(rate: settings.rateLimit), secure: settings.tls != nil)
+    let connections = ConnectionLimiter(limit: settings.maxConnections)
+    let http1 = HTTP1Channel.Configuration(
+        additionalChannelHandlers: [RequestTracker(connections)], idleTimeout: timeAmount(settings.idleTimeout))
+    let tls = try settings.tls.map { files throws(APIError) in try tlsConfiguration(files) }
+    let server = HTTPServerBuilder { responder in
+        let plain = HTTP1Channel(responder: responder, configuration: http1)
+        guard let tls else { return LimitedChannel(base: plain, limiter: connections) }
+        return LimitedChannel(base: try TLSChannel(plain, tlsConfiguration: tls), limiter: connections)
     }
     return Application(
         responder: responder, server: server,
-        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
+        configuration: .init(address: .hostname(listen.bindHost, port: settings.port), serverName: nil),
         onServerRunning: onServerRunning, logger: logger)
 }
 
-private func tlsServer(_ files: HTTPSettings.TLSFiles) throws(APIError) -> HTTPServerBuilder {
+private func timeAmount(_ duration: Duration) -> TimeAmount {
+    let (seconds, attoseconds) = duration.components
+    return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+}
+
+/// The certificate and key, TLS 1.2 at least: 1.0 and 1.1 are deprecated (RFC 8996).
+private func tlsConfiguration(_ files: HTTPSettings.TLSFiles) throws(APIError) -> TLSConfiguration {
     do {
         let chain = try NIOSSLCertificate.fromPEMFile(files.certificate).map { NIOSSLCertificateSource.certificate($0) }
         let key = try NIOSSLPrivateKey(file: files.key, format: .pem)
-        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        return try .tls(.http1(), tlsConfiguration: configuration)
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        return configuration
     } catch {
         throw APIError(
             "internal",
@@ -198,7 +267,8 @@ public final class HTTPService: Sendable {
                 "The HTTP service cannot listen on \(settings.host):\(settings.port): \(reason); free the port or change http.listen.")
         }
         let scheme = settings.tls == nil ? "http" : "https"
-        logger.info("HTTP API on \(scheme)://\(settings.host):\(settings.port)\(settings.isLoopback ? "" : " (credentials required)")")
+        let open = (try? settings.listenAddress())?.isLoopback ?? false
+        logger.info("HTTP API on \(scheme)://\(settings.host):\(settings.port)\(open ? "" : " (credentials required)")")
         return service
     }
 

@@ -17,10 +17,10 @@ struct Authenticator: Sendable {
     /// The header that makes a browser prompt when basic auth is on.
     var challenge: String { basic == nil ? "Bearer realm=\"umsd\"" : "Basic realm=\"umsd\"" }
 
-    /// Reads (or on first start generates) the token and reads the basic-auth password, when `settings` listen
-    /// beyond loopback.
-    init(_ settings: HTTPSettings) throws(APIError) {
-        guard !settings.isLoopback else {
+    /// Reads (or on first start generates) the token and reads the basic-auth password, unless the service is
+    /// `open`: it listens on a loopback address.
+    init(_ settings: HTTPSettings, open: Bool) throws(APIError) {
+        guard !open else {
             token = nil
             basic = nil
             return

@@ -12,7 +12,11 @@ actor EventHub {
     private let store: ImageStore
     private let drives: any DriveControl
     private let logger: Logger
+    /// Streams open at once, at most: each holds a connection and buffers events for a client that may be slow.
+    let maxListeners: Int
     private var listeners: [Int: AsyncStream<[UInt8]>.Continuation] = [:]
+    /// Listeners admitted whose first state is still being gathered.
+    private var joining = 0
     private var nextID = 0
     private var loop: Task<Void, Never>?
     private var watching = false
@@ -29,20 +33,25 @@ actor EventHub {
     static let drivePoll = Duration.seconds(1)
     static let ping = Duration.seconds(15)
 
-    init(store: ImageStore, drives: any DriveControl, logger: Logger) {
+    init(store: ImageStore, drives: any DriveControl, maxListeners: Int, logger: Logger) {
         self.store = store
         self.drives = drives
+        self.maxListeners = maxListeners
         self.logger = logger
     }
 
-    /// A new listener's stream, whose first event is the whole state.
-    func subscribe() async -> AsyncStream<[UInt8]> {
+    /// A new listener's stream, whose first event is the whole state; nil when `maxListeners` listen already.
+    func subscribe() async -> AsyncStream<[UInt8]>? {
+        guard listeners.count + joining < maxListeners else { return nil }
+        // Counted before the first await: two listeners joining at once must not both take the last place.
+        joining += 1
         let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(256))
         let id = nextID
         nextID += 1
         if let state = try? await snapshot(strict: false) {
             continuation.yield(Self.event("state", JSON.encode(state)))
         }
+        joining -= 1
         continuation.onTermination = { _ in Task { await self.unsubscribe(id) } }
         listeners[id] = continuation
         start()
@@ -159,8 +168,14 @@ actor EventHub {
 
 extension API {
     /// `GET /api/events`: a stream that ends when the client goes.
-    func events() async -> Response {
-        let stream = await hub.subscribe()
+    func events() async throws -> Response {
+        guard let stream = await hub.subscribe() else {
+            var error = APIError(
+                "busy",
+                "\(hub.maxListeners) event streams are open already, the most this umsd serves at once: close one (a page open in another tab?) and try again.")
+            error.headers = [("Retry-After", "5")]
+            throw error
+        }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-store"

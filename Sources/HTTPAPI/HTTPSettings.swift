@@ -1,3 +1,6 @@
+import Glibc
+import NIOCore
+
 /// How the HTTP service of `umsd serve` listens and whom it lets in (the `http` keys of the configuration).
 public struct HTTPSettings: Sendable, Equatable {
     /// HTTP basic auth: a user name and the file holding the password (its first line).
@@ -35,13 +38,82 @@ public struct HTTPSettings: Sendable, Equatable {
     public var rateLimit = 50
     /// The largest JSON request body, in bytes.
     public var maxJSONBody = 64 << 10
+    /// Connections open at once. At the cap a new connection takes the place of the one idle longest; when every
+    /// connection is busy with a request, the new one is closed at once.
+    public var maxConnections = 256
+    /// `GET /api/events` streams open at once; one more is answered 503.
+    public var maxEventStreams = 32
+    /// A connection with no request in progress (one that never sends a whole request head, too) is closed after
+    /// this long.
+    public var idleTimeout: Duration = .seconds(60)
 
     public init() {}
 
-    /// Whether only this machine can reach the service, so that it needs no credentials.
-    public var isLoopback: Bool {
+    /// The address the service binds, resolved from `host`, and whether it is a loopback address.
+    public struct ListenAddress: Sendable, Equatable {
+        /// What to bind: `host` itself when it is a numeric address, else the address the name resolved to, so
+        /// that the address bound is the one that was judged.
+        public var bindHost: String
+        public var isLoopback: Bool
+    }
+
+    /// Resolves `host` (a numeric address as it is; a name through the resolver, its first address) and judges
+    /// the address, never the spelling: `127.evil.example` is whatever it resolves to.
+    /// The corresponding C call is `getaddrinfo`.
+    public func listenAddress() throws(APIError) -> ListenAddress {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+        if let address = Self.resolve(bare, numericOnly: true) {
+            return ListenAddress(bindHost: bare, isLoopback: Self.isLoopback(address))
+        }
+        guard let address = Self.resolve(bare, numericOnly: false), let numeric = address.ipAddress else {
+            throw APIError(
+                "internal", "The HTTP listen address \(bare) does not resolve to an address: check http.listen.")
+        }
+        return ListenAddress(bindHost: numeric, isLoopback: Self.isLoopback(address))
+    }
+
+    /// Whether only this machine can reach the service, so that it needs no credentials: `host` resolves to a
+    /// loopback address. A name that does not resolve is not loopback.
+    public var isLoopback: Bool { (try? listenAddress())?.isLoopback ?? false }
+
+    /// 127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6 (::ffff:127.x.y.z).
+    public static func isLoopback(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4(let v4):
+            return UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
+        case .v6(let v6):
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
+            return bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+        case .unixDomainSocket:
+            return false
+        }
+    }
+
+    /// The first address `host` resolves to; nil when it does not.
+    private static func resolve(_ host: String, numericOnly: Bool) -> SocketAddress? {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = numericOnly ? AI_NUMERICHOST : 0
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list else { return nil }
+        defer { freeaddrinfo(list) }
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            // ai_addr points at a sockaddr of the family ai_family says, valid until freeaddrinfo.
+            switch current.pointee.ai_family {
+            case AF_INET:
+                let v4 = UnsafeRawPointer(current.pointee.ai_addr).load(as: sockaddr_in.self)
+                return SocketAddress(v4, host: host)
+            case AF_INET6:
+                let v6 = UnsafeRawPointer(current.pointee.ai_addr).load(as: sockaddr_in6.self)
+                return SocketAddress(v6, host: host)
+            default:
+                entry = current.pointee.ai_next
+            }
+        }
+        return nil
     }
 
     /// Splits "HOST:PORT" ("[V6]:PORT" for IPv6) into its parts; nil when it is not such a string.

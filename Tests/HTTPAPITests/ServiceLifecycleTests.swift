@@ -20,13 +20,16 @@ struct ServiceLifecycleTests {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func run(_ argv: [String]) throws -> (status: Int32, output: String) {
+    /// Runs a tool; `input`: with an empty stdin (so that `openssl s_client` ends after the handshake), and its
+    /// stderr in the output too.
+    static func run(_ argv: [String], input: Bool = false) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
         let pipe = Pipe()
         process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
+        process.standardError = input ? pipe : FileHandle.nullDevice
+        if input { process.standardInput = FileHandle.nullDevice }
         try process.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -61,6 +64,44 @@ struct ServiceLifecycleTests {
         await offPool { service.stop() }
         let after = try await offPool { try? Self.run(["/usr/bin/curl", "-sk", "--max-time", "5", url]) }
         #expect(after?.status == 7, "curl exits 7 when nothing listens")
+    }
+
+    /// TLS 1.0 and 1.1 are refused (RFC 8996); 1.2 is taken. openssl is told to offer 1.1 at security level 0, so
+    /// that the refusal is the server's.
+    @Test func tlsBelowOnePointTwoIsRefused() async throws {
+        let fixture = try Fixture()
+        let folder = fixture.scratch.path
+        let generated = try Self.run([
+            "/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-keyout", folder + "/key.pem", "-out", folder + "/cert.pem",
+        ])
+        try #require(generated.status == 0)
+        var configured = fixture.settings
+        configured.port = Self.freePort()
+        configured.tls = .init(certificate: folder + "/cert.pem", key: folder + "/key.pem")
+        let settings = configured
+        let drives = fixture.drives
+        let store = fixture.store
+        let service = try await offPool {
+            Result { () throws(APIError) in
+                try HTTPService.start(store: store, drives: drives, settings: settings, logger: Fixture.logger)
+            }
+        }.get()
+        func handshake(_ version: String) async -> (status: Int32, output: String)? {
+            await offPool {
+                try? Self.run([
+                    "/usr/bin/timeout", "20", "/usr/bin/openssl", "s_client", "-connect", "127.0.0.1:\(settings.port)",
+                    version, "-cipher", "DEFAULT@SECLEVEL=0", "-brief",
+                ], input: true)
+            }
+        }
+        let old = await handshake("-tls1_1")
+        #expect(old != nil && old?.status != 0, "\(old?.output ?? "")")
+        #expect(old?.output.contains("Protocol version: TLSv1.1") == false)
+        let current = await handshake("-tls1_2")
+        #expect(current?.status == 0, "\(current?.output ?? "")")
+        #expect(current?.output.contains("Protocol version: TLSv1.2") == true, "\(current?.output ?? "")")
+        await offPool { service.stop() }
     }
 
     @Test func portTakenIsOneSentence() async throws {

@@ -140,11 +140,22 @@ struct ServiceTests {
                 }
             }
             #expect(await fixture.drives.connected)
-            // Its own page, directly, through a relay on another port, or behind a proxy that rewrites Host.
+            // A sibling site or another port of the same host is another origin: its page may hold the browser's
+            // credentials for this one.
             for headers: [(String, String)] in [
-                [("Origin", "http://localhost")], [("Origin", "http://localhost:9000")],
-                [("Origin", "https://kvm.example"), ("Sec-Fetch-Site", "same-origin")],
-                [("Origin", "https://kvm.example"), ("X-Forwarded-Host", "kvm.example")], [],
+                [("Origin", "http://localhost:9000")], [("Sec-Fetch-Site", "same-site")], [("Origin", "https://localhost")],
+            ] {
+                try await client.execute(uri: "/api/disconnect", method: .post, headers: .with(headers)) {
+                    #expect($0.status == .unauthorized, "\(headers)")
+                    #expect(errorCode($0) == "unauthorized")
+                }
+            }
+            #expect(await fixture.drives.connected)
+            // Its own page, directly, or behind a proxy that rewrites Host.
+            for headers: [(String, String)] in [
+                [("Origin", "http://localhost")], [("Origin", "https://kvm.example"), ("Sec-Fetch-Site", "same-origin")],
+                [("Origin", "https://kvm.example"), ("X-Forwarded-Host", "kvm.example"), ("X-Forwarded-Proto", "https")],
+                [],
             ] {
                 try await client.execute(uri: "/api/connect", method: .post, headers: .with(headers)) {
                     #expect($0.status == .ok, "\(headers)")
@@ -153,6 +164,19 @@ struct ServiceTests {
             // Reading is always allowed: a cross-site page cannot read the answer anyway (no CORS).
             try await client.execute(uri: "/api/state", method: .get, headers: .with([("Sec-Fetch-Site", "cross-site")])) {
                 #expect($0.status == .ok)
+            }
+        }
+    }
+
+    /// No page of another site may show this one in a frame (clickjacking of Delete, Load or Writable).
+    @Test func noResponseMayBeFramed() async throws {
+        let fixture = try Fixture()
+        try await fixture.app().test(.router) { client in
+            for (uri, method) in [("/", HTTPRequest.Method.get), ("/api/state", .get), ("/api/nothing", .get), ("/api/connect", .post)] {
+                try await client.execute(uri: uri, method: method) { response in
+                    #expect(response.headers[HTTPField.Name("X-Frame-Options")!] == "DENY", "\(uri)")
+                    #expect(response.headers[HTTPField.Name("Content-Security-Policy")!] == "frame-ancestors 'none'", "\(uri)")
+                }
             }
         }
     }

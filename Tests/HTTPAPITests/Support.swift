@@ -290,6 +290,22 @@ final class RawConnection: @unchecked Sendable {
         await offPool { self.readNow(until: done) }
     }
 
+    /// Reads until the peer closes the connection (`closed`) or 30 s pass without a byte (not `closed`).
+    func readUntilClosed() async -> (bytes: [UInt8], closed: Bool) {
+        await offPool {
+            var received: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = recv(self.fd, &chunk, chunk.count, 0)
+                if n < 0 && errno == EINTR { continue }
+                // A reset (the server closing with data unread) is a close too.
+                if n < 0 { return (received, errno == ECONNRESET) }
+                if n == 0 { return (received, true) }
+                received += chunk[0..<n]
+            }
+        }
+    }
+
     private func readNow(until done: ([UInt8]) -> Bool) -> [UInt8] {
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)

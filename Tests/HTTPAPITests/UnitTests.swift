@@ -1,5 +1,8 @@
 import Foundation
+import HTTPTypes
 @testable import HTTPAPI
+import Hummingbird
+import NIOCore
 import Testing
 
 @Suite("Pure parts")
@@ -75,6 +78,84 @@ struct UnitTests {
             settings.host = host
             #expect(settings.isLoopback == loopback, "\(host)")
         }
+    }
+
+    /// Loopback is what the address is, not how the name starts: a name is resolved, and `127.evil.example`
+    /// (which could resolve anywhere) does not count.
+    @Test func loopbackIsTheAddressNotTheSpelling() throws {
+        var settings = HTTPSettings()
+        for (host, loopback) in [
+            ("127.evil.example", false), ("127.0.0.1.invalid", false), ("localhost.invalid", false),
+            ("127.255.255.254", true), ("::ffff:127.0.0.1", true), ("::ffff:10.0.0.1", false), ("[::1]", true),
+            ("::2", false), ("128.0.0.1", false), ("0.0.0.0", false),
+        ] {
+            settings.host = host
+            #expect(settings.isLoopback == loopback, "\(host)")
+        }
+        for (address, loopback) in [
+            ("127.0.0.1", true), ("127.1.2.3", true), ("::1", true), ("::ffff:127.9.9.9", true), ("10.0.0.1", false),
+            ("::", false), ("0.0.0.0", false), ("192.0.2.2", false), ("fe80::1", false),
+        ] {
+            #expect(HTTPSettings.isLoopback(try SocketAddress(ipAddress: address, port: 80)) == loopback, "\(address)")
+        }
+        // A name binds the address it resolved to, so that what was decided is what listens.
+        settings.host = "localhost"
+        let listen = try settings.listenAddress()
+        #expect(listen.isLoopback)
+        #expect(listen.bindHost == "127.0.0.1" || listen.bindHost == "::1")
+        settings.host = "127.evil.example"
+        #expect(throws: APIError.self) { try settings.listenAddress() }
+    }
+
+    /// An open umsd (no credentials) answers only on connections that arrived at a loopback address.
+    @Test func anOpenServiceRefusesConnectionsBeyondLoopback() throws {
+        let outside = try SocketAddress(ipAddress: "192.0.2.2", port: 8780)
+        let inside = try SocketAddress(ipAddress: "127.0.0.1", port: 8780)
+        #expect(throws: APIError.self) { try APIResponder.refuseBeyondLoopback(local: outside, open: true) }
+        try APIResponder.refuseBeyondLoopback(local: inside, open: true)
+        try APIResponder.refuseBeyondLoopback(local: outside, open: false)
+        try APIResponder.refuseBeyondLoopback(local: nil, open: true)
+    }
+
+    /// Changes come from the page's own origin only: scheme, host and port.
+    @Test func sameOriginOnlyForChanges() {
+        func admitted(
+            _ fields: [(String, String)], _ method: HTTPRequest.Method = .post, authority: String = "kvm.lan:8780",
+            secure: Bool = false
+        ) -> Bool {
+            var headers = HTTPFields()
+            for (name, value) in fields { headers.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
+            let request = Request(
+                head: HTTPRequest(method: method, scheme: nil, authority: authority, path: "/api/connect", headerFields: headers),
+                body: RequestBody(buffer: ByteBuffer()))
+            return (try? APIResponder.refuseCrossSite(request, secure: secure)) != nil
+        }
+        #expect(admitted([]))
+        #expect(admitted([("Origin", "http://kvm.lan:8780")]))
+        #expect(admitted([("Origin", "HTTP://KVM.lan:8780")]))
+        #expect(admitted([("Sec-Fetch-Site", "same-origin")]))
+        #expect(admitted([("Sec-Fetch-Site", "none")]))
+        #expect(admitted([("Sec-Fetch-Site", "same-origin"), ("Origin", "https://proxy.example")]))
+        #expect(admitted([("Origin", "http://kvm.lan")], authority: "kvm.lan"))
+        #expect(admitted([("Origin", "http://kvm.lan:80")], authority: "kvm.lan"))
+        #expect(admitted([("Origin", "https://kvm.lan")], authority: "kvm.lan:443", secure: true))
+        #expect(admitted([("Origin", "http://[::1]:8780")], authority: "[::1]:8780"))
+        #expect(admitted([("Origin", "https://kvm.example"), ("X-Forwarded-Host", "kvm.example"), ("X-Forwarded-Proto", "https")], authority: "127.0.0.1:8780"))
+        #expect(admitted([("Sec-Fetch-Site", "cross-site"), ("Origin", "https://evil.example")], .get))
+
+        #expect(!admitted([("Sec-Fetch-Site", "cross-site")]))
+        #expect(!admitted([("Sec-Fetch-Site", "same-site")]))
+        #expect(!admitted([("Sec-Fetch-Site", "something-new")]))
+        #expect(!admitted([("Origin", "http://kvm.lan:9000")]))
+        #expect(!admitted([("Origin", "http://kvm.lan")]))
+        #expect(!admitted([("Origin", "https://kvm.lan:8780")]))
+        #expect(!admitted([("Origin", "http://other.lan:8780")]))
+        #expect(!admitted([("Origin", "http://kvm.lan.evil.example:8780")]))
+        #expect(!admitted([("Origin", "null")]))
+        #expect(!admitted([("Origin", "http://kvm.lan")], authority: "kvm.lan", secure: true))
+        #expect(!admitted([("Origin", "https://kvm.example"), ("X-Forwarded-Host", "kvm.example")], authority: "127.0.0.1:8780"))
+        #expect(!admitted([("Origin", "http://evil.example")], .delete))
+        #expect(!admitted([("Sec-Fetch-Site", "same-site")], .put))
     }
 
     @Test func contentDisposition() {
