@@ -50,18 +50,7 @@ public final class ControlChannel: @unchecked Sendable {
             event.data.fd = fd
             try check("epoll_ctl ADD") { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }
         }
-        var created = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let status = pthread_create(&created, nil, { context in
-            let channel = Unmanaged<ControlChannel>.fromOpaque(context!).takeRetainedValue()
-            channel.serve()
-            return nil
-        }, context)
-        guard status == 0 else {
-            Unmanaged<ControlChannel>.fromOpaque(context).release()
-            throw SystemError("pthread_create", errno: status)
-        }
-        thread = created
+        thread = try startThread { [self] in serve() }
     }
 
     /// Stops the thread and closes every client it still held.

@@ -58,19 +58,7 @@ public final class InterruptibleRead: @unchecked Sendable {
             event.data.u64 = token
             try check("epoll_ctl ADD") { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }
         }
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let created = pthread_create(&thread, nil, { context in
-            let watcher = Unmanaged<InterruptibleRead>.fromOpaque(context!).takeRetainedValue()
-            watcher.watch()
-            return nil
-        }, context)
-        guard created == 0 else {
-            Unmanaged<InterruptibleRead>.fromOpaque(context).release()
-            errno = created
-            throw SystemError("pthread_create")
-        }
-        watcher = thread
+        watcher = try startThread { [self] in watch() }
     }
 
     /// Stops the watcher thread; call before closing the descriptors it watches.
