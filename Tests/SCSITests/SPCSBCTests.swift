@@ -188,13 +188,20 @@ private func thinDisk(blocks: UInt64 = 2048, readOnly: Bool = false) -> Target {
         #expect(target.units[0].sense == .invalidFieldInCDB)
     }
 
+    /// Every command, on each device type: its own types decode its opcode to it; on another type the opcode is
+    /// another command there (0x42: UNMAP on a disk, READ SUB-CHANNEL on a CD) or INVALID COMMAND OPERATION CODE.
     @Test(arguments: Command.allCases) func wrongDeviceTypeIsAnInvalidOpcode(_ command: Command) {
-        for type in [DeviceType.disk, .cdrom] where !command.row.types.contains(type) {
-            // 0x42 is a command on both types (UNMAP, READ SUB-CHANNEL).
-            guard Command(opcode: command.opcode, type: type) == nil else { continue }
-            var target = Target(units: [LogicalUnit(type: type, medium: Medium(byteCount: 1 << 20, readOnly: false))])
-            let cdb = CDB([command.opcode] + [UInt8](repeating: 0, count: 15))
-            #expect(target.execute(cdb, lun: 0) == .checkCondition(.invalidCommandOperationCode))
+        for type in [DeviceType.disk, .cdrom] {
+            let decoded = Command(opcode: command.opcode, type: type)
+            if command.row.types.contains(type) {
+                #expect(decoded == command, "\(type)")
+            } else if let decoded {
+                #expect(decoded != command && decoded.row.types.contains(type), "\(type)")
+            } else {
+                var target = Target(units: [LogicalUnit(type: type, medium: Medium(byteCount: 1 << 20, readOnly: false))])
+                let cdb = CDB([command.opcode] + [UInt8](repeating: 0, count: 15))
+                #expect(target.execute(cdb, lun: 0) == .checkCondition(.invalidCommandOperationCode), "\(type)")
+            }
         }
     }
 
