@@ -271,7 +271,8 @@ paths:
       summary: Server-sent events
       description: >-
         `state` (the whole State, first on connect and on every change, at most 4/s), `transfer` (a Transfer, at most
-        4/s each), `transfer-end` (a TransferEnd); a `: ping` comment every 15 s.
+        4/s each), `transfer-end` (a TransferEnd); a `: ping` comment every 15 s. At most 32 streams are open at
+        once; one more is refused with 503 `busy`.
       operationId: events
       responses:
         "200":
@@ -328,7 +329,7 @@ components:
       description: >-
         A refusal. Codes and statuses: bad-request 400, bad-name 400, unauthorized 401, not-found 404,
         no-such-drive 404, exists 409, image-in-use 409, read-only 409, cdrom-read-only 409, image 409, aborted 409,
-        too-large 413, range 416, rate-limited 429, internal 500, daemon 503, no-space 507.
+        too-large 413, range 416, rate-limited 429, internal 500, daemon 503, busy 503, no-space 507.
       content:
         application/json:
           schema: {$ref: "#/components/schemas/Error"}
@@ -345,7 +346,7 @@ components:
             message: {type: string}
     Drive:
       type: object
-      required: [lun, cdrom, writable, image, present, locked, trayOpen, queuedImage]
+      required: [lun, cdrom, writable, image, present, locked, trayOpen, queuedImage, problem]
       properties:
         lun: {type: integer}
         cdrom: {type: boolean}
@@ -355,6 +356,11 @@ components:
         locked: {type: boolean}
         trayOpen: {type: boolean}
         queuedImage: {type: [string, "null"]}
+        problem:
+          type: [string, "null"]
+          description: >-
+            What is wrong with the served image, in a sentence (deleted or shrunk while served, a failed write);
+            loading the image again clears it.
     Image:
       type: object
       required: [name, part, size, mtime, complete, inUse, writable]

@@ -22,7 +22,9 @@ struct DriveView: Encodable, Sendable {
         return normal.hasPrefix(prefix) ? String(normal.dropFirst(prefix.count)) : path
     }
 
-    private enum Key: String, CodingKey { case lun, cdrom, writable, image, present, locked, trayOpen, queuedImage }
+    private enum Key: String, CodingKey {
+        case lun, cdrom, writable, image, present, locked, trayOpen, queuedImage, problem
+    }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
@@ -35,6 +37,7 @@ struct DriveView: Encodable, Sendable {
         try container.encode(drive.locked, forKey: .locked)
         try container.encode(drive.trayOpen, forKey: .trayOpen)
         try container.encode(queuedImage, forKey: .queuedImage)
+        try container.encode(drive.problem, forKey: .problem)
     }
 }
 

@@ -425,6 +425,7 @@ function driveCard(d, images) {
     d.locked ? h("span", { class: "chip warn", title: "The host prevents medium removal" }, "Locked by host") : null,
     d.trayOpen ? h("span", { class: "chip" }, "Tray open") : null,
     d.queuedImage ? h("span", { class: "chip warn" }, `Next: ${d.queuedImage}`) : null,
+    d.problem ? h("span", { class: "chip warn", title: d.problem }, d.problem) : null,
   ];
   const selectId = `drive-${lun}-image`;
   const select = h("select", {

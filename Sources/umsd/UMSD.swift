@@ -442,6 +442,7 @@ func startHTTP(_ configuration: DaemonConfiguration) throws(APIError) -> HTTPSer
     }
     settings.maxUploadSize = http.maxUploadSize
     settings.rateLimit = http.rateLimit
+    settings.maxConnections = http.maxConnections
     return try HTTPService.start(
         store: store, drives: SocketDriveControl(path: configuration.controlSocket), settings: settings,
         logger: Logger(label: "umsd.http"))
