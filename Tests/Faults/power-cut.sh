@@ -2,13 +2,14 @@
 # Power cut and SIGKILL of umsd, on the virtual board with a persistent virtio disk (Board/virtual/run --disk).
 # Runs on the host, not inside Board/virtual/run: it boots its own VMs and kills the first one.
 #
-#   VM 1  ext4 on the disk, a flash image on it served by umsd. The USB host writes patterns with FUA (sg_dd fua,
-#         one sg_raw WRITE(10) with FUA, dd O_DIRECT|O_DSYNC) and plain ones followed by SYNCHRONIZE CACHE, and
-#         reports each one it got GOOD for; then it keeps writing un-synced data, and this script kills qemu with
-#         SIGKILL, without warning.
-#   VM 2  the same disk: e2fsck, mount, and every acknowledged pattern is in the image byte for byte. Then, on a
-#         second image, SIGKILL of umsd alone while the host streams writes: umsd starts again on the image, and
-#         what the host got GOOD for is there, the un-synced writes too (the page cache outlives umsd).
+#   VM 1  ext4 on the disk, two flash images on it served by umsd (periodic writeback off). The USB host writes
+#         patterns with FUA to one (sg_dd fua, one sg_raw WRITE(10) with FUA, dd O_DIRECT|O_DSYNC) and plain ones
+#         followed by SYNCHRONIZE CACHE to the other, and reports each one it got GOOD for; then it keeps writing
+#         un-synced data, and this script kills qemu with SIGKILL, without warning.
+#   VM 2  the same disk: e2fsck, mount, every acknowledged pattern is in its image byte for byte, and the un-synced
+#         stream is not (else the cut proved nothing). Then, on a third image, SIGKILL of umsd alone while the host
+#         streams writes: what the host got GOOD for is in the image, the un-synced writes too (the page cache
+#         outlives umsd), and umsd starts again on the image.
 # Only what was written with FUA or followed by a completed SYNCHRONIZE CACHE counts as durable across the cut.
 #
 # Usage: UMSD_BINARY=/path/to/umsd Tests/Faults/power-cut.sh [--speed high|super]
