@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "MassStorage",
             dependencies: [
-                "BulkOnly", "SCSI", "USBDescriptors", "FunctionFS", "Backing", "Gadget", "CLibAIO",
+                "BulkOnly", "SCSI", "USBDescriptors", "FunctionFS", "Backing", "Gadget", "CLibAIO", "CFunctionFSShim",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

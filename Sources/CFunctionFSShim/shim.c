@@ -10,6 +10,9 @@
 #include <sched.h>
 #include <linux/usb/ch9.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <signal.h>
+#include <unistd.h>
 
 // The Swift side decodes events byte by byte from this layout: 8-byte setup packet, type, 3 pad bytes.
 _Static_assert(sizeof(struct usb_functionfs_event) == 12, "usb_functionfs_event layout changed");
@@ -58,4 +61,43 @@ int umsd_peer_uid(int fd, unsigned int *uid) {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
     *uid = credentials.uid;
     return 0;
+}
+
+static int umsd_guard_main(void *argument) {
+    int fd = (int)(long)argument;
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    // The guard shares umsd's memory, not its descriptors: it holds no image, endpoint or socket open.
+    if (fd > 0) close_range(0, (unsigned int)fd - 1, 0);
+    close_range((unsigned int)fd + 1, ~0U, 0);
+    char byte;
+    while (read(fd, &byte, 1) > 0) {
+    }
+    // umsd is gone. What f_fs completes now for it runs with the guard holding the address space.
+    sleep(2);
+    _exit(0);
+}
+
+int umsd_start_address_space_guard(void) {
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC) != 0) return -1;
+    const size_t size = 64 * 1024;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        close(ends[0]);
+        close(ends[1]);
+        return -1;
+    }
+    // No exit signal: nobody waits for the guard; after umsd it belongs to init, which reaps it.
+    int pid = clone(umsd_guard_main, (char *)stack + size, CLONE_VM, (void *)(long)ends[0]);
+    int saved = errno;
+    close(ends[0]);
+    if (pid < 0) {
+        close(ends[1]);
+        errno = saved;
+        return -1;
+    }
+    // ends[1] stays open (close-on-exec) for umsd's whole life; the kernel closes it when umsd dies.
+    return pid;
 }

@@ -1,3 +1,4 @@
+import CFunctionFSShim
 import Backing
 import Foundation
 import FunctionFS
@@ -19,6 +20,11 @@ public final class Server {
         self.logger = logger
         guard geteuid() == 0 else {
             throw ServerError("umsd must run as root: it creates a USB gadget in configfs and mounts FunctionFS.")
+        }
+        // Before any image is open: see umsd_start_address_space_guard (a SIGKILL mid-write must not leave the
+        // kernel's f_fs deadlocked, the image locked and the gadget unremovable).
+        if umsd_start_address_space_guard() < 0 {
+            logger.warning("no address-space guard (\(String(cString: strerror(errno)))): a SIGKILL mid-write may need a reboot")
         }
         guard !configuration.luns.isEmpty else { throw ServerError("Give at least one image with --image.") }
         guard configuration.luns.count <= 16 else { throw ServerError("At most 16 images can be served (BOT LUNs 0-15).") }

@@ -43,4 +43,13 @@ int umsd_accept_nonblocking(int fd);
 /// 0 on success, -1 + errno.
 int umsd_peer_uid(int fd, unsigned int *uid);
 
+/// Starts a guard: a process that shares umsd's address space (clone with CLONE_VM, nothing else shared, every
+/// signal blocked) and does nothing but outlive umsd by a moment. If umsd dies with AIO reads still queued on
+/// FunctionFS (SIGKILL mid-write), f_fs's completion worker would otherwise drop the last user reference of the
+/// address space and wait, inside its own ordered workqueue, for the very completions queued behind it
+/// (exit_aio): a deadlock that keeps the image locked and the gadget unremovable until a reboot. With the guard
+/// alive the last reference is the guard's, dropped from a process. The guard closes every descriptor but a pipe
+/// whose other end only umsd holds, and exits 2 s after it reads end of file. Its pid, or -1 + errno.
+int umsd_start_address_space_guard(void);
+
 #endif
