@@ -156,8 +156,15 @@ public final class ImageFile {
         let length = Int(exactly: size).flatMap { $0 <= Int.max / 4 ? $0 : nil }
         var mapped: UnsafeMutableRawPointer?
         if let length, !networkFileSystems.contains(fileSystemType) {
-            let result = mmap(nil, length, readOnly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
-            if result != MAP_FAILED { mapped = result }
+            // The mapping gets an open file of its own (the same inode, reopened): a mapping keeps its file open as
+            // long as the address space lives, and the lock must go with umsd's descriptors, not outlive them in an
+            // address space that the kernel tears down later (umsd's guard, a stuck f_fs worker).
+            let own = open("/proc/self/fd/\(descriptor)", (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+            if own >= 0 {
+                let result = mmap(nil, length, readOnly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, own, 0)
+                if result != MAP_FAILED { mapped = result }
+                close(own)
+            }
         }
         mapping = mapped
         mappedLength = mapped == nil ? 0 : length ?? 0
