@@ -92,8 +92,14 @@ check "16 read-only/writable toggles under a writing host all answered ($toggles
 check "umsd is still running after them" alive
 check "the log shows no crash" bash -c "! grep -qE 'Fatal error|Swift runtime failure|Segmentation|Illegal instruction' $work/umsd.log"
 check "drive 0 is writable again" bash -c "timeout 20 $umsd drive --socket $socket -i 0 | grep -qx 'RW flag: yes'"
+# The image loaded again, writable: what follows is about where the host's writes land, whatever the last queued
+# toggle left in the drive. The host re-reads the write protection (WP) of the new medium on a rescan.
+cli drive -i 0 --eject --unlock >/dev/null 2>&1
+cli drive -i 0 --set-image flash.img >/dev/null 2>&1
 sd=$(lun 0)
 wait_for 20 sg_turs "$sd"
+echo 1 >"/sys/block/${sd#/dev/}/device/rescan" 2>/dev/null
+wait_for 20 bash -c "[ \"\$(cat /sys/block/${sd#/dev/}/ro)\" = 0 ]"
 check "the host's last write after the toggles is acknowledged" \
     timeout 60 dd if="$work/pattern.bin" of="$sd" bs=64k oflag=direct conv=notrunc status=none
 check "and synchronized" timeout 30 sg_sync "$sd"
