@@ -5,7 +5,8 @@
 #  1. resets_host.py over usbfs (usb-storage detached): 8 MiB WRITE(10)s and READ(10)s cut by a Bulk-Only Mass
 #     Storage Reset and by a USB port reset, five times each.
 #  2. usb-storage writes or reads with dd while the cable goes: the gadget unbound from its UDC through configfs
-#     (what `umsd disconnect` does) or the host's port disabled, and back; and once for good, then SIGTERM.
+#     (what `umsd disconnect` does) or the host's port disabled, and back; and once for good, between a WRITE's data
+#     and its CSW, then SIGTERM.
 #  3. `umsd serve`: a flash drive the host writes in a loop is switched to a CD and back three times.
 # Runs inside Board/virtual/run; needs the host package python3-usb. UMSD_RESETS_SEED replays a run's cut points.
 set -uo pipefail
@@ -23,9 +24,9 @@ seed=${UMSD_RESETS_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 backtrace=${SWIFT_BACKTRACE:-enable=yes,interactive=no,symbolicate=fast,threads=crashed,registers=none,images=none}
 gadget=/sys/kernel/config/usb_gadget/umsd
 # The pulled-cable rounds on LUN 1: each writes and synchronizes 4 MiB of its own below 16 MiB, then starts a 32 MiB
-# dd into a range of its own above it, and cuts the cable once 2 MiB of that are in the image (SuperSpeed moves the
-# rest in well under a second).
-cable_rounds=3 synced_mib=4 cut_base_mib=16 cut_mib=32 cut_after_mib=2
+# dd into a range of its own above it, in 4 KiB commands (the more commands, the more often the cable goes between
+# the end of one transfer and the start of the next), and cuts the cable once 2 MiB of that are done.
+cable_rounds=4 synced_mib=4 cut_base_mib=16 cut_mib=32 cut_after_mib=2
 toggle_rounds=3
 umsd_pid= daemon_pid= dd_pid= writer_pid=
 
@@ -50,6 +51,7 @@ show_log() {
 # stacks PID: where each thread of PID waits in the kernel, one "#" line per thread.
 stacks() {
     local task
+    [ -d "/proc/$1/task" ] || return 0
     for task in /proc/"$1"/task/*; do
         note "thread $(basename "$task") waits in: $(tr '\n' ' ' <"$task/stack" 2>/dev/null)"
     done
@@ -72,11 +74,10 @@ if ! python_checks=$("${checker[@]}" --count 2>&1); then
     plan 1
     bail_out "resets_host.py counts its checks ($(tail -n 1 <<<"$python_checks"))"
 fi
-plan $((python_checks + 2 + cable_rounds * 7 + 3 + toggle_rounds * 6 + 8))
+plan $((python_checks + 2 + cable_rounds * 7 + 4 + toggle_rounds * 6 + 8))
 note "seed $seed"
 
 "${checker[@]}" --prepare "$work/disk.img"
-cut_blocks=$((cut_mib * 2048))
 head -c $(((cut_base_mib + cable_rounds * cut_mib) * 1024 * 1024)) /dev/urandom >"$work/cable.img"
 cp "$work/cable.img" "$work/cable.pristine"
 head -c ${cut_mib}M /dev/urandom >"$work/payload.bin"
@@ -119,11 +120,13 @@ fi
 note "resets over usbfs: $SECONDS s since the start"
 
 # 2. Pulled cables under usb-storage: the gadget unbound from its UDC (what `umsd disconnect` does) or the host's
-# port disabled, while dd writes (rounds 1 and 2) or reads (round 3) 32 MiB. (The UDC's soft_connect switch would be the closer model of a
-# pulled cable, but dummy_hcd of this kernel never enumerates the device again after it, f_mass_storage's neither.)
+# port disabled, while dd writes (rounds 1 and 2) or reads (rounds 3 and 4) 32 MiB. The UDC's soft_connect switch
+# would be the closer model of a pulled cable, but after it this kernel's dummy_hcd never enumerates the device
+# again (nor one of f_mass_storage).
 udc=$(cat "$gadget/UDC")
 port=$(readlink -f "$(usb_device $vid $pid $serial)/port")
-[ -n "$udc" ] && [ -e "$port/disable" ] || bail_out "the gadget is bound to a UDC ('$udc') and its host port has a disable switch ('$port')"
+[ -n "$udc" ] && [ -e "$port/disable" ] \
+    || bail_out "the gadget is bound to a UDC ('$udc') and its host port has a disable switch ('$port')"
 control_socket=/run/umsd/umsd.sock
 gone() { ! usb_device $vid $pid $serial >/dev/null; }
 unplug() { if [ "$1" = unbind ]; then echo "" >"$gadget/UDC"; else echo 1 >"$port/disable"; fi; }
@@ -135,44 +138,59 @@ reads_back() {
     sd=$(lun 1) && timeout 60 dd if="$sd" bs=1M skip="$1" count=$(($(stat -c %s "$2") / 1048576)) iflag=direct \
         status=none | cmp -s - "$2"
 }
-# The writing dd is far enough once the first block after cut_after_mib is in the image; the reading one, once it
-# has that much.
-written_past() {
-    cmp -s <(dd if="$work/payload.bin" bs=512 skip=$((cut_after_mib * 2048)) count=1 status=none) \
-        <(dd if="$work/cable.img" bs=512 skip=$(($1 + cut_after_mib * 2048)) count=1 status=none)
+# reached PID FD BYTES: the file offset of PID's descriptor FD passes BYTES (false if PID ends first, or after 60 s).
+# Polled every 10 ms without a fork (SuperSpeed moves 32 MiB in a few tenths of a second), so the cable goes while
+# the host is still at it.
+reached() {
+    local label pos deadline=$((SECONDS + 60))
+    while [ $SECONDS -lt $deadline ] && read -r label pos 2>/dev/null <"/proc/$1/fdinfo/$2"; do
+        [ "$pos" -ge "$3" ] && return 0
+        read -r -t 0.01 -u "$nap" label
+    done
+    return 1
 }
-read_past() { [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -ge $((cut_after_mib * 1024 * 1024)) ]; }
+mkfifo "$work/nap"
+exec {nap}<>"$work/nap"  # never written: a read on it with a timeout is a sleep
 running() { alive "$1" && no_crash_in "$2"; }
 reenumerated() { wait_for 30 lun 1 && wait_for 20 timeout 5 sg_turs "$(lun 1)"; }
 synced_all() {
     local r
     for r in $(seq 1 "$1"); do
-        in_image $(((r - 1) * synced_mib)) "$work/synced.$r" || { note "round $r's range differs in the image"; return 1; }
-        reads_back $(((r - 1) * synced_mib)) "$work/synced.$r" || { note "round $r's range reads back different"; return 1; }
+        in_image $(((r - 1) * synced_mib)) "$work/synced.$r" \
+            || { note "round $r's range differs in the image"; return 1; }
+        reads_back $(((r - 1) * synced_mib)) "$work/synced.$r" \
+            || { note "round $r's range reads back different"; return 1; }
     done
 }
-# cut_cable ROUND KIND DIRECTION: starts the 32 MiB dd of the round's range and pulls the cable a little into it; sets
-# moved (MiB dd finished) and dd_status.
+# cut_cable ROUND KIND DIRECTION: starts the 32 MiB dd of the round's range and pulls the cable once cut_after_mib of
+# it are done and the next block is under way; sets moved (the KiB dd finished) and dd_status.
 cut_cable() {
-    local sd lba=$(((cut_base_mib + ($1 - 1) * cut_mib) * 2048))
+    local sd lba=$(((cut_base_mib + ($1 - 1) * cut_mib) * 2048)) records
     sd=$(lun 1)
     if [ "$3" = write ]; then
-        timeout 120 dd if="$work/payload.bin" of="$sd" bs=1M seek=$((lba / 2048)) oflag=direct conv=notrunc,nocreat \
+        dd if="$work/payload.bin" of="$sd" bs=4k seek=$((lba / 8)) oflag=direct conv=notrunc,nocreat \
             2>"$work/dd.err" &
+        dd_pid=$!
+        # dd reads each block of the payload before it writes it.
+        reached $dd_pid 0 $((cut_after_mib * 1048576 + 4096))
     else
         rm -f "$work/read.$1"
-        timeout 120 dd if="$sd" of="$work/read.$1" bs=1M skip=$((lba / 2048)) count=$cut_mib iflag=direct \
+        dd if="$sd" of="$work/read.$1" bs=4k skip=$((lba / 8)) count=$((cut_mib * 256)) iflag=direct \
             2>"$work/dd.err" &
+        dd_pid=$!
+        reached $dd_pid 1 $((cut_after_mib * 1048576))
     fi
-    dd_pid=$!
-    if [ "$3" = write ]; then wait_for 60 written_past $lba; else wait_for 60 read_past "$work/read.$1"; fi
     unplug "$2"
     wait_for 20 gone
+    wait_for 60 exited $dd_pid || kill $dd_pid
     wait "$dd_pid"
     dd_status=$?
     dd_pid=
-    moved=$(grep -o "^[0-9]*+[0-9]* records $([ "$3" = write ] && echo out || echo in)" "$work/dd.err" | cut -d+ -f1)
-    moved=${moved:-0}
+    records=$(grep -o "^[0-9]*+[0-9]* records $([ "$3" = write ] && echo out || echo in)" "$work/dd.err" | cut -d+ -f1)
+    moved=$((${records:-0} * 4))
+}
+cut_short() {
+    [ "$dd_status" -ne 0 ] && [ "$moved" -ge $((cut_after_mib * 1024)) ] && [ "$moved" -lt $((cut_mib * 1024)) ]
 }
 answers() {
     timeout 10 "$umsd" drive --socket "$control_socket" -i 1 >/dev/null 2>"$work/answer.err" && return 0
@@ -183,7 +201,7 @@ answers() {
 how_of() { [ "$1" = unbind ] && echo "the gadget unbound from $udc" || echo "the host's port disabled"; }
 ranges=()
 round=0
-for plan_item in unbind:write port:write unbind:read; do
+for plan_item in unbind:write port:write unbind:read port:read; do
     round=$((round + 1))
     kind=${plan_item%:*} direction=${plan_item#*:}
     sd=$(lun 1)
@@ -192,8 +210,8 @@ for plan_item in unbind:write port:write unbind:read; do
         timeout 60 dd if=$work/synced.$round of=$sd bs=1M seek=$(((round - 1) * synced_mib)) oflag=direct \
             conv=notrunc,nocreat status=none && timeout 30 sg_sync $sd"
     cut_cable $round $kind $direction
-    check "cable round $round: $(how_of $kind) in the middle of a 32 MiB dd $direction (it finished $moved MiB, exit $dd_status)" \
-        bash -c "[ $dd_status -ne 0 ] && [ $moved -ge $cut_after_mib ] && [ $moved -lt $cut_mib ]"
+    what="$(how_of $kind) in the middle of a 32 MiB dd $direction (it finished $moved KiB, exit $dd_status)"
+    check "cable round $round: $what" cut_short
     check "cable round $round: with the cable out, umsd answers its control socket" answers
     plug $kind
     check "cable round $round: umsd still runs, no crash in its log" running "$umsd_pid" "$work/umsd.log"
@@ -202,9 +220,10 @@ for plan_item in unbind:write port:write unbind:read; do
         synced_all "$round"
     lba=$(((cut_base_mib + (round - 1) * cut_mib) * 2048))
     if [ $direction = write ]; then
-        ranges+=(--range "cable round $round" $lba $((cut_mib * 2048)) $((moved * 2048)))
+        ranges+=(--range "cable round $round" $lba $((cut_mib * 2048)) $((moved * 2)))
     else
-        check "cable round $round: the $(($(stat -c %s "$work/read.$round") / 1024)) KiB the host read before the cut are the image's" \
+        kib=$(($(stat -c %s "$work/read.$round" 2>/dev/null || echo 0) / 1024))
+        check "cable round $round: the $kib KiB the host read before the cut are the image's" \
             in_image $((lba / 2048)) "$work/read.$round"
     fi
 done
@@ -217,10 +236,20 @@ while IFS= read -r line; do
     esac
 done < <(timeout 120 "${checker[@]}" --cut-ranges "$work/cable.img" "$work/cable.pristine" "$work/payload.bin" \
     "${ranges[@]}" 2>&1)
-# A cable pulled for good: umsd must still stop on SIGTERM (and take its gadget away).
-cut_cable 3 unbind read
-check "the cable pulled once more in the middle of a 32 MiB dd read (it finished $moved MiB, exit $dd_status)" \
-    bash -c "[ $dd_status -ne 0 ] && [ $moved -ge $cut_after_mib ] && [ $moved -lt $cut_mib ]"
+# A cable pulled for good, at the worst moment: between a WRITE's last data-out and its CSW, which a board hits by
+# chance now and then (rounds 1 to 4 may) and this makes certain by holding umsd still meanwhile. umsd must still
+# answer its control socket, and stop on SIGTERM (taking its gadget away).
+stopped_cut() {
+    local dev
+    dev=$(usb_device $vid $pid $serial) || return 1
+    timeout 60 "${checker[@]}" --bus "$(cat "$dev/busnum")" --address "$(cat "$dev/devnum")" \
+        --stopped-cut "$umsd_pid" "$gadget/UDC" $(((cut_base_mib + cable_rounds * cut_mib) * 2048 - 256)) 2>&1 \
+        | sed 's/^\([^#]\)/# \1/'
+    return "${PIPESTATUS[0]}"
+}
+check "the cable pulled between a WRITE's last data-out and its CSW, umsd held still meanwhile" stopped_cut
+wait_for 20 gone
+check "with the cable out, umsd answers its control socket" answers
 stop "$umsd_pid"
 umsd_pid=
 check "with the cable out, umsd run exits 0 on SIGTERM (exit $stopped)" [ "$stopped" = 0 ]
@@ -260,9 +289,9 @@ wrote_since() { [ "$(writes)" -gt "$1" ]; }
 # sees TYPE LINES: the host has a TYPE (sr or sd) at LUN 0; if not, what the kernel said after its first LINES lines.
 sees() {
     wait_for 30 matches_type "$1" && return 0
-    note "the host has $(dlun || echo nothing) at LUN 0; the kernel since the switch:"
-    dmesg | tail -n +$(($2 + 1)) | grep -E 'usb [0-9-]+:|USB disconnect|sd [0-9]|sr [0-9]|scsi' | tail -n 8 \
-        | sed 's/^/#   /'
+    note "the host has $(dlun || echo nothing) at LUN 0; the kernel's USB messages since the switch, and its last:"
+    dmesg | tail -n +$(($2 + 1)) | grep -E 'usb [0-9-]+:|USB disconnect' | tail -n 6 | sed 's/^/#   /'
+    dmesg | tail -n 2 | sed 's/^/#   /'
     return 1
 }
 matches_type() { matches "$(dlun)" "/dev/$1*"; }
@@ -299,8 +328,12 @@ kill "$writer_pid" 2>/dev/null
 wait "$writer_pid" 2>/dev/null
 writer_pid=
 check "umsd serve still runs after the switches, no crash in its log" running "$daemon_pid" "$work/daemon.log"
-check "drive 0 is a writable flash drive with its image" \
-    bash -c "out=\$(timeout 30 $umsd drive --socket $socket -i 0); [[ \$out == *'Image file: $work/images/flash.img'*'CD/DVD flag: no'*'RW flag: yes'* ]]"
+flash_rw_with_image() {
+    local out
+    out=$(timeout 30 "$umsd" drive --socket "$socket" -i 0)
+    [[ $out == *"Image file: $work/images/flash.img"*"CD/DVD flag: no"*"RW flag: yes"* ]]
+}
+check "drive 0 is a writable flash drive with its image" flash_rw_with_image
 sd=$(dlun)
 wait_for 20 sg_turs "$sd"
 check "the host's write of a new 4 MiB pattern is acknowledged" \
@@ -308,7 +341,7 @@ check "the host's write of a new 4 MiB pattern is acknowledged" \
 check "and synchronized" timeout 30 sg_sync "$sd"
 check "the image holds the pattern" bash -c "head -c 4M $work/images/flash.img | cmp -s - $work/final.bin"
 check "the host reads the pattern back" \
-    bash -c "echo 3 >/proc/sys/vm/drop_caches; timeout 30 dd if=$sd bs=1M count=4 iflag=direct status=none | cmp -s - $work/final.bin"
+    bash -c "timeout 30 dd if=$sd bs=1M count=4 iflag=direct status=none | cmp -s - $work/final.bin"
 stop "$daemon_pid"
 daemon_pid=
 check "umsd serve exits 0 on SIGTERM (exit $stopped)" [ "$stopped" = 0 ]

@@ -20,7 +20,10 @@ SBC leaves the blocks of an unfinished WRITE undefined. What this checker holds 
 Two ways of cutting: the host stops sending (or reading) at a 4 KiB boundary and then resets, or the host's last
 transfer is cancelled by its own 50 ms timeout while it is on the bus (as usb-storage does before its reset).
 
-Output: a plan line "1..N", one "ok - ..." or "not ok - ..." line per check and "# ..." notes. --count prints N.
+resets.sh's pulled-cable part also uses two helpers here: --cut-ranges (the ranges its dd was writing when the cable
+went: old or new data, block by block) and --stopped-cut (the cable pulled between a WRITE's data and its CSW).
+
+Output: one "ok - ..." or "not ok - ..." line per check and "# ..." notes; --count prints the number of checks.
 Exit status: 0 all passed, 1 some failed, 3 an unexpected exception, 4 umsd died or stopped answering (the checks
 after it are not run: the caller's plan counts them as failed).
 """
@@ -28,6 +31,7 @@ after it are not run: the caller's plan counts them as failed).
 import argparse
 import os
 import random
+import signal
 import sys
 import time
 import traceback
@@ -497,6 +501,39 @@ def check_cut_ranges(report, image_path, pristine_path, payload_path, ranges):
             report.ok(f"{what} ({olds} old, {news} new)")
 
 
+def stopped_cut(report, device, pid, udc_file, lba):
+    """The cable pulled between a WRITE's last data-out and its CSW, made certain: once umsd has read the CBW and
+    waits for the data (its serving thread, the main one, sleeps in epoll_wait), it is held still (SIGSTOP, as a
+    busy board holds it off the CPU), the host sends the data, which completes in the kernel, the gadget is unbound
+    from its UDC, and umsd goes on (SIGCONT) to find the data done and the cable gone. True if all of that happened;
+    what umsd does next is for resets.sh to see."""
+    bot = Bot(device)
+    bot.claim()
+    bot.make_ready(0)
+    data = os.urandom(256 * BLOCK)  # within the transfers umsd has in flight at once, at either speed
+    tag = bot.send_cbw(0, write10(lba, 256), len(data), False)
+    deadline = time.monotonic() + 10
+    waiting = ""
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/wchan") as f:
+            waiting = f.read().strip()
+        if waiting == "do_epoll_wait":
+            break
+        time.sleep(0.01)
+    else:
+        report.note(f"umsd's serving thread never waited in epoll_wait after the CBW (it waits in {waiting or '?'})")
+        return False
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        sent = bot.device.write(bot.ep_out, data, PIECE_TIMEOUT_MS)
+        with open(udc_file, "w") as f:
+            f.write("\n")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    report.note(f"WRITE(10) tag {tag:#010x}: {sent} bytes sent while umsd was stopped, then the gadget unbound")
+    return sent == len(data)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", action="store_true", help="check for pyusb's libusb backend, print N and exit")
@@ -511,8 +548,16 @@ def main():
                         help="check the --range ranges of IMAGE against PRISTINE and PAYLOAD, and exit")
     parser.add_argument("--range", nargs=4, action="append", default=[], metavar=("NAME", "LBA", "BLOCKS", "DONE"),
                         help="a range the host wrote from the payload's start, of which DONE blocks were acknowledged")
+    parser.add_argument("--stopped-cut", nargs=3, metavar=("PID", "UDC_FILE", "LBA"),
+                        help="pull the cable between a WRITE's data and its CSW with umsd (PID) held still, and exit")
     args = parser.parse_args()
     report = Reporter()
+    if args.stopped_cut:
+        device = usb.core.find(bus=args.bus, address=args.address)
+        if device is None:
+            raise RuntimeError(f"no USB device at bus {args.bus} address {args.address}")
+        pid, udc_file, lba = args.stopped_cut
+        return 0 if stopped_cut(report, device, int(pid), udc_file, int(lba)) else EXIT_FAILED
     if args.cut_ranges:
         check_cut_ranges(report, *args.cut_ranges,
                          [(name, int(lba), int(blocks), int(done)) for name, lba, blocks, done in args.range])
