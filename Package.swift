@@ -44,16 +44,16 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "SCSI", "Gadget", "MassStorage", "FunctionFS", .product(name: "Yams", package: "Yams"),
+                "SCSI", "Gadget", "MassStorage", "FunctionFS", "Backing", .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The image store: names, parts, uploads, creation of flash images.
-        .target(name: "ImageStore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "ImageStore", dependencies: ["Backing", .product(name: "Logging", package: "swift-log")]),
         // The HTTP API and web page of `umsd serve`.
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "ImageStore", "MassStorage", "FunctionFS",
+                "ImageStore", "MassStorage", "FunctionFS", "Backing",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "BackingTests", dependencies: ["Backing"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "MassStorage"]),
         .testTarget(name: "MassStorageTests", dependencies: ["MassStorage", "FunctionFS"]),
-        .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore"]),
+        .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore", "Backing"]),
         .testTarget(
             name: "HTTPAPITests",
             dependencies: [

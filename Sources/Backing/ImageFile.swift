@@ -120,7 +120,7 @@ public final class ImageFile {
             close(descriptor)
             throw ImageError("The image \(path) is not a regular file or block device.")
         }
-        let id = FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+        let id = FileID(status)
         if let expecting, expecting != id {
             close(descriptor)
             throw ImageError("The image \(path) is no longer the file the image store listed (it was replaced); list the images again.")
@@ -388,7 +388,8 @@ extension ImageFile {
     }
 }
 
-/// Identifies a file regardless of the path it was opened by.
+/// Identifies a file regardless of the path it was opened by: its device and inode. Two paths name the same file
+/// when these agree, however they are spelled (`//`, `.`, a symlinked folder, a hard link).
 public struct FileID: Hashable, Sendable {
     public var device: UInt64
     public var inode: UInt64
@@ -397,4 +398,30 @@ public struct FileID: Hashable, Sendable {
         self.device = device
         self.inode = inode
     }
+
+    public init(_ status: stat) {
+        self.init(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+    }
+
+    /// The file at `path`, following symlinks as an `open` of it does; nil when there is none.
+    /// The corresponding C call is `stat`.
+    public init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        self.init(status)
+    }
+}
+
+/// `path` in one spelling: `//`, `.` and a trailing `/` dropped, `..` taken back by the text (no symlink is
+/// followed), so that paths compared later compare what they name.
+public func lexicallyNormalised(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/") where part != "." {
+        if part == ".." {
+            _ = parts.popLast()
+        } else {
+            parts.append(part)
+        }
+    }
+    return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
 }

@@ -1,3 +1,4 @@
+import Backing
 import Gadget
 import MassStorage
 import SCSI
@@ -242,15 +243,7 @@ private struct Reader {
     func path(_ value: Any, _ key: String) throws(ConfigurationError) -> String {
         let text = try self.text(value, key, max: 4096)
         guard text.hasPrefix("/") else { throw error(key, "must be an absolute path") }
-        var parts: [Substring] = []
-        for part in text.split(separator: "/") where part != "." {
-            if part == ".." {
-                _ = parts.popLast()
-            } else {
-                parts.append(part)
-            }
-        }
-        return "/" + parts.joined(separator: "/")
+        return lexicallyNormalised(text)
     }
 
     func id16(_ value: Any, _ key: String) throws(ConfigurationError) -> UInt16 {

@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import Hummingbird
 import ImageStore
@@ -87,23 +88,23 @@ struct API: Sendable {
     /// The files in drives, loaded or queued, with the drives that hold each. A drive's image is a path in
     /// whatever spelling it was loaded with (`//`, a symlinked folder): the file it names now decides, by device
     /// and inode. Blocks (stat): call from a thread that may.
-    static func holders(_ drives: [DriveResponse.Drive]) -> [FileIdentity: [Int]] {
-        var holders: [FileIdentity: [Int]] = [:]
+    static func holders(_ drives: [DriveResponse.Drive]) -> [FileID: [Int]] {
+        var holders: [FileID: [Int]] = [:]
         for drive in drives {
-            let files = Set([drive.image, drive.queuedImage].compactMap { $0 }.compactMap { FileIdentity(path: $0) })
+            let files = Set([drive.image, drive.queuedImage].compactMap { $0 }.compactMap { FileID(path: $0) })
             for file in files { holders[file, default: []].append(drive.lun) }
         }
         return holders
     }
 
     /// The drives' files, from the drive side; its silence is an error.
-    func holders() async throws -> [FileIdentity: [Int]] {
+    func holders() async throws -> [FileID: [Int]] {
         let drives = try await status().drives ?? []
         return try await blocking { Self.holders(drives) }
     }
 
     /// Refuses with `image-in-use`, naming the drive, when the file `name` is now is in one.
-    func refuseIfInUse(_ name: ImageName, holders: [FileIdentity: [Int]]) async throws {
+    func refuseIfInUse(_ name: ImageName, holders: [FileID: [Int]]) async throws {
         let store = self.store
         guard let file = try await blocking({ try? store.info(name) })?.file, let lun = holders[file]?.first else {
             return
@@ -123,7 +124,7 @@ struct API: Sendable {
         return ImagesView(images: Self.withUse(images, holders: holders), parts: parts)
     }
 
-    static func withUse(_ images: [ImageInfo], holders: [FileIdentity: [Int]]) -> [ImageInfo] {
+    static func withUse(_ images: [ImageInfo], holders: [FileID: [Int]]) -> [ImageInfo] {
         images.map { image in
             var image = image
             image.inUse = image.file.flatMap { holders[$0] } ?? []

@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import ImageStore
 import MassStorage

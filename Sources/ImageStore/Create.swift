@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import Glibc
 
@@ -125,7 +126,7 @@ extension ImageStore {
     /// (or the whole image). It is built in a hidden temporary and renamed into place when complete.
     public func create(
         _ name: ImageName, size: Int64, filesystem: Filesystem, partitioned: Bool, label: String?, replace: Bool,
-        inUse: Set<FileIdentity>
+        inUse: Set<FileID>
     ) throws(StoreError) -> ImageInfo {
         let plan = try CreatePlan(size: size, filesystem: filesystem, partitioned: partitioned, label: label)
         for (tool, package) in plan.tools where Command.find(tool) == nil {

@@ -61,19 +61,6 @@ func byteCount(_ count: some BinaryInteger, _ size: some BinaryInteger) -> Int64
     return overflow ? .max : product
 }
 
-/// `path` in one spelling: `//`, `.` and a trailing `/` dropped, `..` taken back by the text.
-public func lexicallyNormalised(_ path: String) -> String {
-    var parts: [Substring] = []
-    for part in path.split(separator: "/") where part != "." {
-        if part == ".." {
-            _ = parts.popLast()
-        } else {
-            parts.append(part)
-        }
-    }
-    return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
-}
-
 func isDirectory(_ st: stat) -> Bool { st.st_mode & S_IFMT == S_IFDIR }
 func isRegularFile(_ st: stat) -> Bool { st.st_mode & S_IFMT == S_IFREG }
 

@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import Glibc
 import Logging
@@ -152,11 +153,11 @@ public final class ImageStore: Sendable {
     }
 
     /// Removes an image, refusing one that is in a drive (`inUse` holds the files the drives hold).
-    public func remove(_ name: ImageName, inUse: Set<FileIdentity>) throws(StoreError) {
+    public func remove(_ name: ImageName, inUse: Set<FileID>) throws(StoreError) {
         let directory = try openParent(of: name)
         defer { close(directory) }
         guard let st = statAt(directory, name.fileName), isRegularFile(st) else { throw .notFound(name) }
-        if inUse.contains(FileIdentity(st)) { throw .inUse(name) }
+        if inUse.contains(FileID(st)) { throw .inUse(name) }
         let part = self.part(of: name)
         try hooks.begin(part)
         defer { hooks.end(part) }
@@ -268,7 +269,7 @@ public final class ImageStore: Sendable {
         }
         return ImageInfo(
             name: name, part: part, size: Int64(st.st_size), mtime: date(st.st_mtim), complete: true,
-            writable: partWritable && !name.lowercased().hasSuffix(".iso"), file: FileIdentity(st))
+            writable: partWritable && !name.lowercased().hasSuffix(".iso"), file: FileID(st))
     }
 
     func openRoot() throws(StoreError) -> Int32 {

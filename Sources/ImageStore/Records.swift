@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import Glibc
 
@@ -32,30 +33,6 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// A file as the kernel knows it: its device and inode. Two paths name the same file when these agree, however
-/// they are spelled (`//`, `.`, a symlinked folder, a hard link).
-public struct FileIdentity: Hashable, Sendable {
-    public var device: UInt64
-    public var inode: UInt64
-
-    public init(device: UInt64, inode: UInt64) {
-        self.device = device
-        self.inode = inode
-    }
-
-    init(_ st: stat) {
-        self.init(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
-    }
-
-    /// The file at `path`, following symlinks as an `open` of it does; nil when there is none.
-    /// The corresponding C call is `stat`.
-    public init?(path: String) {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        self.init(st)
-    }
-}
-
 /// An image as listed: a complete file, or an upload still in progress.
 public struct ImageInfo: Codable, Sendable, Equatable {
     /// The image name, relative to the image folder.
@@ -72,13 +49,13 @@ public struct ImageInfo: Codable, Sendable, Equatable {
     public var writable: Bool
     /// The file listed (not for uploads in progress), to tell which drives hold it and for the drive side to check
     /// it opened this one. Not part of the API's JSON.
-    public var file: FileIdentity?
+    public var file: FileID?
 
     private enum CodingKeys: String, CodingKey { case name, part, size, mtime, complete, inUse, writable }
 
     public init(
         name: String, part: String, size: Int64, mtime: Date, complete: Bool, inUse: [Int] = [], writable: Bool,
-        file: FileIdentity? = nil
+        file: FileID? = nil
     ) {
         self.name = name
         self.part = part

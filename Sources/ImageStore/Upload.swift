@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import Glibc
 import Logging
@@ -10,7 +11,7 @@ extension ImageStore {
     /// (replacing an image whose file is in `inUse`), `read-only`, `too-large` (`expectedSize` above the part's
     /// free space), `bad-request` (a bad or taken `id`), `bad-name` (a parent folder is a symlink).
     public func beginUpload(
-        _ name: ImageName, expectedSize: Int64?, replace: Bool, id: String?, inUse: Set<FileIdentity>
+        _ name: ImageName, expectedSize: Int64?, replace: Bool, id: String?, inUse: Set<FileID>
     ) throws(StoreError) -> Upload {
         let id = id ?? ImageStore.newID("u-")
         guard Upload.isValidID(id) else {
@@ -57,7 +58,7 @@ extension ImageStore {
     /// or replaceable and not in a drive, `size` within the free space), creating missing folders: how many it
     /// created is returned, so that a failed write can remove them again.
     func openForWriting(
-        _ name: ImageName, part: String, replace: Bool, inUse: Set<FileIdentity>, size: Int64?
+        _ name: ImageName, part: String, replace: Bool, inUse: Set<FileID>, size: Int64?
     ) throws(StoreError) -> (directory: Int32, created: Int) {
         var (directory, depth) = try walk(name)
         let existing = depth
@@ -78,7 +79,7 @@ extension ImageStore {
             if !replace {
                 throw StoreError("exists", "\(name) exists already: ask to replace it, or choose another name.")
             }
-            if inUse.contains(FileIdentity(st)) { throw .inUse(name) }
+            if inUse.contains(FileID(st)) { throw .inUse(name) }
         }
         if let size, fstatvfs(directory, &fs) == 0 {
             let free = byteCount(fs.f_bavail, fs.f_frsize)

@@ -1171,7 +1171,7 @@ extension BulkOnlyFunction {
         let path = location.path
         var status = stat()
         if stat(path, &status) == 0 {
-            let id = FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+            let id = FileID(status)
             for other in images.indices where other != lun {
                 let files = [images[other], pendingImages[other]?.file].compactMap { $0 }
                 if let shared = files.first(where: { $0.fileID == id }), !(shared.readOnly && readOnly) {

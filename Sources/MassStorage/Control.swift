@@ -120,8 +120,8 @@ extension BulkOnlyFunction {
     /// only: a member of the socket's group (the web side) must not make the USB host read `/etc/shadow`.
     private func resolve(_ image: String, peerIsRoot: Bool) throws(ControlFailure) -> ImageLocation {
         if image.hasPrefix("/") {
-            let path = lexicallyNormalized(image)
-            if let folder = imageFolder.map(lexicallyNormalized), path.hasPrefix(folder == "/" ? "/" : folder + "/") {
+            let path = lexicallyNormalised(image)
+            if let folder = imageFolder.map(lexicallyNormalised), path.hasPrefix(folder == "/" ? "/" : folder + "/") {
                 return .inFolder(folder, name: String(path.dropFirst(folder == "/" ? 1 : folder.count + 1)))
             }
             guard peerIsRoot else {
@@ -197,17 +197,4 @@ extension BulkOnlyFunction {
                 "bad-request", "Unknown command \"\(request.command)\": use status, load, eject, set, connect or disconnect.")
         }
     }
-}
-
-/// `path` with `//`, `.` and `..` resolved by spelling alone (no symlinks followed) and no trailing slash.
-func lexicallyNormalized(_ path: String) -> String {
-    var parts: [Substring] = []
-    for part in path.split(separator: "/") {
-        switch part {
-        case ".": continue
-        case "..": if !parts.isEmpty { parts.removeLast() }
-        default: parts.append(part)
-        }
-    }
-    return "/" + parts.joined(separator: "/")
 }

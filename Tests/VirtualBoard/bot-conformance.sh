@@ -25,8 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# exited PID: the child has ended (a zombie until reaped by wait, which kill -0 cannot tell from running).
-exited() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 
 # show_log N: the last N lines of umsd's log, leaving out the passing TEST UNIT READYs that would bury the rest.
 show_log() {
@@ -84,16 +82,8 @@ check "bot_conformance.py planned the $python_plan checks counted here (it said 
 driver=$(readlink "$dev/$(basename "$dev"):1.0/driver")
 check "usb-storage is bound to the interface again (${driver##*/})" [ "${driver##*/}" = usb-storage ]
 
-# Bounded, so that a umsd ignoring SIGTERM fails this check instead of hanging the board until its timeout.
-kill -TERM "$umsd_pid"
-if wait_for 15 exited "$umsd_pid"; then
-    wait "$umsd_pid"
-    status=$?
-else
-    kill -KILL "$umsd_pid"
-    wait "$umsd_pid"
-    status="none within 15 s, killed"
-fi
+terminate "$umsd_pid"
+status=$terminated_status
 umsd_pid=
 check "umsd exits 0 on SIGTERM (exit $status)" [ "$status" = 0 ]
 check "the blocks written through raw BOT are in the image" \

@@ -29,7 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-exited() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 
 show_log() {
     echo "# umsd log (last ${1} lines, passing TEST UNIT READY left out):"
@@ -111,15 +110,8 @@ note "umsd restarted $restarts times"
 driver=$(readlink "$dev/$(basename "$dev"):1.0/driver")
 check "usb-storage is bound to the interface again (${driver##*/})" [ "${driver##*/}" = usb-storage ]
 
-kill -TERM "$umsd_pid"
-if wait_for 15 exited "$umsd_pid"; then
-    wait "$umsd_pid"
-    status=$?
-else
-    kill -KILL "$umsd_pid"
-    wait "$umsd_pid"
-    status="none within 15 s, killed"
-fi
+terminate "$umsd_pid"
+status=$terminated_status
 umsd_pid=
 check "umsd exits 0 on SIGTERM (exit $status)" [ "$status" = 0 ]
 check "every image is byte-identical to its pristine copy after umsd stopped" \

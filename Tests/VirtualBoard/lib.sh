@@ -30,6 +30,7 @@
 #                          no byte at all: no stale data passed off as the file.
 #   sg_node /dev/BLOCK     The SCSI generic node (/dev/sgN) of a disk or CD: commands sent there reach the device
 #                          even where the block layer would refuse them (a write to a read-only disk).
+#   exited PID, terminate PID (SIGTERM, 15 s, then SIGKILL; terminated_status)
 #   usb_device VID PID SERIAL, lun_block_device VID PID SERIAL LUN, wait_for SECONDS CMD..., matches STRING GLOB
 
 passed=0
@@ -67,6 +68,24 @@ bail_out() {
     not_ok "$*"
     summary
     exit 1
+}
+
+# exited PID: the child has ended (a zombie until reaped by wait, which kill -0 cannot tell from running).
+exited() { [ ! -e "/proc/$1" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# terminate PID: SIGTERM, then at most 15 s for the child to exit (SIGKILL after that), so that a umsd ignoring
+# SIGTERM fails a check instead of hanging the board. Sets terminated_status: the exit status, or "none within
+# 15 s, killed". Not in a subshell: wait must run in the shell that started PID.
+terminate() {
+    kill -TERM "$1"
+    if wait_for 15 exited "$1"; then
+        wait "$1"
+        terminated_status=$?
+    else
+        kill -KILL "$1"
+        wait "$1"
+        terminated_status="none within 15 s, killed"
+    fi
 }
 
 # matches STRING GLOB
