@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import Glibc
 import Testing
@@ -201,7 +202,7 @@ import Testing
             storeError {
                 _ = try store.create(
                     a, size: Self.mib, filesystem: .none, partitioned: false, label: nil, replace: true,
-                    inUse: [try #require(FileIdentity(path: store.path(of: a)))])
+                    inUse: [try #require(FileID(path: store.path(of: a)))])
             }?.code == "image-in-use")
         #expect(
             try store.create(

@@ -1,3 +1,4 @@
+import Backing
 import Foundation
 import Glibc
 import Synchronization
@@ -232,14 +233,14 @@ import Testing
         #expect(exists?.code == "exists")
         let inUse = storeError {
             _ = try store.beginUpload(
-                try name("a.img"), expectedSize: 5, replace: true, id: nil, inUse: [try #require(FileIdentity(path: path))])
+                try name("a.img"), expectedSize: 5, replace: true, id: nil, inUse: [try #require(FileID(path: path))])
         }
         #expect(inUse?.code == "image-in-use")
         #expect(contents(path) == bytes(100))
 
         // While the replacement runs, the old image stays listed, complete, and is not listed twice.
         let replacing = try store.beginUpload(
-            try name("a.img"), expectedSize: 7, replace: true, id: "r", inUse: [FileIdentity(device: 0, inode: 0)])
+            try name("a.img"), expectedSize: 7, replace: true, id: "r", inUse: [FileID(device: 0, inode: 0)])
         try replacing.write(bytes(7, seed: 5))
         #expect(store.images().map(\.name) == ["a.img"])
         #expect(store.images().first?.size == 100)
@@ -360,14 +361,14 @@ import Testing
         try uploadImage(store, "b.img", bytes(10))
         #expect(link(scratch.images + "/a.img", scratch.path + "/elsewhere.img") == 0)
         let a = try name("a.img")
-        let served = try #require(FileIdentity(path: scratch.path + "/elsewhere.img"))
+        let served = try #require(FileID(path: scratch.path + "/elsewhere.img"))
         #expect(try store.info(a).file == served)
         #expect(store.images().first { $0.name == "a.img" }?.file == served)
         #expect(storeError { try store.remove(a, inUse: [served]) }?.code == "image-in-use")
         #expect(storeError { _ = try store.beginUpload(a, expectedSize: 1, replace: true, id: nil, inUse: [served]) }?.code == "image-in-use")
         try store.remove(try name("b.img"), inUse: [served])
         #expect(store.images().map(\.name) == ["a.img"])
-        #expect(FileIdentity(path: scratch.path + "/none.img") == nil)
+        #expect(FileID(path: scratch.path + "/none.img") == nil)
     }
 
     /// Sizes from statvfs come from the filesystem (FUSE, network): counts that overflow are clamped, not a trap.
@@ -384,12 +385,12 @@ import Testing
         let store = try ImageStore(folder: scratch.images, logger: testLogger)
         try uploadImage(store, "x/a.img", bytes(10))
         let a = try name("x/a.img")
-        let identity = try #require(FileIdentity(path: store.path(of: a)))
+        let identity = try #require(FileID(path: store.path(of: a)))
         #expect(storeError { try store.remove(a, inUse: [identity]) }?.code == "image-in-use")
         #expect(storeError { try store.remove(try name("x/none.img"), inUse: []) }?.code == "not-found")
         #expect(storeError { try store.remove(try name("nofolder/none.img"), inUse: []) }?.code == "not-found")
         #expect(storeError { try store.remove(try name("x"), inUse: []) }?.code == "not-found")
-        try store.remove(a, inUse: [FileIdentity(device: identity.device, inode: identity.inode &+ 1)])
+        try store.remove(a, inUse: [FileID(device: identity.device, inode: identity.inode &+ 1)])
         #expect(store.images().isEmpty)
         #expect(allEntries(scratch.images) == ["x"])
         #expect(storeError { _ = try store.openForReading(a) }?.code == "not-found")
